@@ -1,0 +1,1 @@
+//! Local servers the lab, the demo and the tests run: nats-server and a throwaway PostgreSQL.
