@@ -1,1 +1,1 @@
-fn main() { gameday::cli::main() }
+fn main() -> std::process::ExitCode { gameday::cli::main() }
