@@ -2,6 +2,10 @@
 //! PostgreSQL and outgoing webhooks. See ARCHITECTURE.md for the data flow.
 
 pub mod cli;
+pub mod config;
 pub mod lab;
+pub mod metrics;
 pub mod proxy;
+pub mod redact;
 pub mod services;
+pub mod toml_input;
