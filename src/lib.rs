@@ -3,9 +3,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod keymap;
 pub mod lab;
 pub mod metrics;
 pub mod proxy;
 pub mod redact;
 pub mod services;
+pub mod sources;
+pub mod state;
+pub mod timeline;
 pub mod toml_input;

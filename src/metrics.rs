@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 /// How bad a value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     #[default]
@@ -74,7 +76,10 @@ pub struct Stats {
 
 impl Series {
     pub fn new(capacity: usize) -> Self {
-        Series { points: VecDeque::with_capacity(capacity.min(4096)), capacity: capacity.max(1) }
+        Series {
+            points: VecDeque::with_capacity(capacity.min(4096)),
+            capacity: capacity.max(1),
+        }
     }
 
     pub fn push(&mut self, at_ms: u64, value: Option<f64>) {
@@ -117,7 +122,10 @@ impl Series {
     pub fn values_between(&self, from_ms: u64, to_ms: u64) -> impl Iterator<Item = f64> + '_ {
         // Points are in time order: skip the old ones by binary search.
         let start = self.points.partition_point(|p| p.at_ms < from_ms);
-        self.points.range(start..).take_while(move |p| p.at_ms < to_ms).filter_map(|p| p.value)
+        self.points
+            .range(start..)
+            .take_while(move |p| p.at_ms < to_ms)
+            .filter_map(|p| p.value)
     }
 
     pub fn stats_between(&self, from_ms: u64, to_ms: u64) -> Option<Stats> {
@@ -189,7 +197,10 @@ pub struct MetricStore {
 
 impl MetricStore {
     pub fn new(capacity: usize) -> Self {
-        MetricStore { series: BTreeMap::new(), capacity }
+        MetricStore {
+            series: BTreeMap::new(),
+            capacity,
+        }
     }
 
     pub fn record(&mut self, at_ms: u64, key: &str, value: f64) {
@@ -229,13 +240,22 @@ impl MetricStore {
     }
 
     /// Keys under a prefix, in order.
-    pub fn keys_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.series.range(prefix.to_string()..).map(|(k, _)| k).take_while(move |k| k.starts_with(prefix))
+    pub fn keys_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.series
+            .range(prefix.to_string()..)
+            .map(|(k, _)| k)
+            .take_while(move |k| k.starts_with(prefix))
     }
 
     /// The newest known value of every key.
     pub fn latest(&self) -> BTreeMap<String, f64> {
-        self.series.iter().filter_map(|(k, s)| s.last_known().map(|v| (k.clone(), v))).collect()
+        self.series
+            .iter()
+            .filter_map(|(k, s)| s.last_known().map(|v| (k.clone(), v)))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -274,8 +294,16 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.current(), None);
         assert_eq!(s.last_known(), Some(5.0));
-        assert_eq!(store.current("nats.up"), Some(1.0), ".up flags are never gaps");
-        assert_eq!(store.get("pg.up").unwrap().len(), 1, "other prefixes untouched");
+        assert_eq!(
+            store.current("nats.up"),
+            Some(1.0),
+            ".up flags are never gaps"
+        );
+        assert_eq!(
+            store.get("pg.up").unwrap().len(),
+            1,
+            "other prefixes untouched"
+        );
     }
 
     #[test]
@@ -291,7 +319,13 @@ mod tests {
     #[test]
     fn time_above_threshold() {
         let mut s = Series::new(10);
-        for (t, v) in [(0, 1.0), (1000, 50.0), (2000, 150.0), (3000, 1.0), (4000, 1.0)] {
+        for (t, v) in [
+            (0, 1.0),
+            (1000, 50.0),
+            (2000, 150.0),
+            (3000, 1.0),
+            (4000, 1.0),
+        ] {
             s.push(t, Some(v));
         }
         let th = Threshold::above(Some(10.0), Some(100.0));

@@ -30,7 +30,9 @@ pub fn url(raw: &str) -> String {
 }
 
 fn mask_query_secrets(raw: &str) -> String {
-    let Some(q) = raw.find('?') else { return raw.to_string() };
+    let Some(q) = raw.find('?') else {
+        return raw.to_string();
+    };
     let (head, query) = raw.split_at(q + 1);
     let parts: Vec<String> = query
         .split('&')
@@ -44,9 +46,13 @@ fn mask_query_secrets(raw: &str) -> String {
 
 /// Telegram puts the bot token in the path: `/bot123456:ABC-DEF/sendMessage`.
 pub fn mask_bot_token(path: &str) -> Cow<'_, str> {
-    let Some(start) = path.find("/bot") else { return Cow::Borrowed(path) };
+    let Some(start) = path.find("/bot") else {
+        return Cow::Borrowed(path);
+    };
     let token_start = start + 4;
-    let token_end = path[token_start..].find('/').map_or(path.len(), |i| token_start + i);
+    let token_end = path[token_start..]
+        .find('/')
+        .map_or(path.len(), |i| token_start + i);
     if token_end == token_start || &path[token_start..token_end] == MASK {
         return Cow::Borrowed(path);
     }
@@ -58,9 +64,19 @@ pub fn mask_bot_token(path: &str) -> Cow<'_, str> {
 /// Header or parameter names whose values are secrets.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "authorization", "api-key", "api_key", "apikey", "cookie"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "api-key",
+        "api_key",
+        "apikey",
+        "cookie",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// Masks every known secret value in arbitrary text. Built from the config's secrets.
@@ -131,22 +147,40 @@ mod tests {
 
     #[test]
     fn dsn_password_is_masked() {
-        assert_eq!(url("postgres://app:s3cret@127.0.0.1:5432/tasks"), "postgres://app:***@127.0.0.1:5432/tasks");
-        assert_eq!(url("postgres://app@127.0.0.1/tasks"), "postgres://app@127.0.0.1/tasks");
-        assert_eq!(url("nats://tok@127.0.0.1:4222"), "nats://***@127.0.0.1:4222");
+        assert_eq!(
+            url("postgres://app:s3cret@127.0.0.1:5432/tasks"),
+            "postgres://app:***@127.0.0.1:5432/tasks"
+        );
+        assert_eq!(
+            url("postgres://app@127.0.0.1/tasks"),
+            "postgres://app@127.0.0.1/tasks"
+        );
+        assert_eq!(
+            url("nats://tok@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
         assert_eq!(url("http://h/x?token=abc&a=1"), "http://h/x?token=***&a=1");
-        assert_eq!(url("http://h:9000/bot123:ABC/sendMessage"), "http://h:9000/bot***/sendMessage");
+        assert_eq!(
+            url("http://h:9000/bot123:ABC/sendMessage"),
+            "http://h:9000/bot***/sendMessage"
+        );
     }
 
     #[test]
     fn redactor_masks_known_secrets_anywhere() {
         let r = Redactor::new(secrets_in_url("postgres://app:s3cret@h/db"));
-        assert_eq!(r.text("error: password s3cret rejected"), "error: password *** rejected");
+        assert_eq!(
+            r.text("error: password s3cret rejected"),
+            "error: password *** rejected"
+        );
         assert!(matches!(r.text("nothing here"), Cow::Borrowed(_)));
     }
 
     #[test]
     fn secrets_are_found_in_urls() {
-        assert_eq!(secrets_in_url("http://h/bot12:AB/send?api_key=k1"), vec!["k1".to_string(), "12:AB".to_string()]);
+        assert_eq!(
+            secrets_in_url("http://h/bot12:AB/send?api_key=k1"),
+            vec!["k1".to_string(), "12:AB".to_string()]
+        );
     }
 }

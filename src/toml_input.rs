@@ -40,7 +40,13 @@ impl fmt::Display for InputError {
 impl InputError {
     /// An error about the file as a whole (unreadable, missing).
     pub fn file(file: &Path, message: impl Into<String>) -> Self {
-        InputError { file: file.to_path_buf(), line: 0, column: 0, path: String::new(), message: message.into() }
+        InputError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: message.into(),
+        }
     }
 }
 
@@ -59,7 +65,10 @@ impl TomlDoc {
 
     /// `file` is only used to name the source in errors.
     pub fn from_text(file: &Path, text: String) -> Result<Self, InputError> {
-        let doc = TomlDoc { file: file.to_path_buf(), text };
+        let doc = TomlDoc {
+            file: file.to_path_buf(),
+            text,
+        };
         if let Err(err) = DeTable::parse(&doc.text) {
             let message = err.message().trim().replace('\n', "; ");
             return Err(doc.error_at_offset(err.span().map_or(0, |s| s.start), &message));
@@ -90,7 +99,13 @@ impl TomlDoc {
             Some(span) => line_col(&self.text, span.start),
             None => (0, 0),
         };
-        InputError { file: self.file.clone(), line, column, path: path.to_string(), message: message.into() }
+        InputError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        }
     }
 
     fn error_at_offset(&self, offset: usize, message: &str) -> InputError {
@@ -102,7 +117,13 @@ impl TomlDoc {
                 join_path(&segments)
             })
             .unwrap_or_default();
-        InputError { file: self.file.clone(), line, column, path, message: message.to_string() }
+        InputError {
+            file: self.file.clone(),
+            line,
+            column,
+            path,
+            message: message.to_string(),
+        }
     }
 
     /// The span of the value at `path`, or of the deepest parent that exists.
@@ -113,7 +134,9 @@ impl TomlDoc {
         let mut table = Some(root.get_ref());
         for segment in parse_path(path) {
             let next = match (&segment, table) {
-                (Segment::Key(key), Some(t)) => t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v),
+                (Segment::Key(key), Some(t)) => {
+                    t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
+                }
                 (Segment::Index(i), None) => match current {
                     DeValue::Array(items) => items.iter().nth(*i),
                     _ => None,
@@ -179,7 +202,9 @@ fn join_path(segments: &[Segment]) -> String {
 fn path_at(table: &DeTable<'_>, offset: usize, out: &mut Vec<Segment>) -> bool {
     for (key, value) in table.iter() {
         out.push(Segment::Key(key.get_ref().to_string()));
-        if key.span().contains(&offset) || value_path_at(value.get_ref(), offset, out) || value.span().contains(&offset)
+        if key.span().contains(&offset)
+            || value_path_at(value.get_ref(), offset, out)
+            || value.span().contains(&offset)
         {
             return true;
         }
@@ -242,10 +267,15 @@ fn humanize_serde_message(message: &str) -> String {
 }
 
 /// `listen = "127.0.0.1:18080"` with an operator-friendly error.
-pub fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::net::SocketAddr, D::Error> {
+pub fn socket_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::net::SocketAddr, D::Error> {
     let s = String::deserialize(deserializer)?;
-    s.parse()
-        .map_err(|_| serde::de::Error::custom(format!("expected an address like \"127.0.0.1:18080\", got \"{s}\"")))
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an address like \"127.0.0.1:18080\", got \"{s}\""
+        ))
+    })
 }
 
 /// A duration written by an operator: `"30s"`, `"1500ms"`, `"2m"`, `"1h 30m"`.
@@ -294,10 +324,14 @@ impl<'de> Deserialize<'de> for Dur {
                 s.parse().map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
-                Err(E::custom(format!("expected a duration like \"30s\", got {v} (a number without a unit)")))
+                Err(E::custom(format!(
+                    "expected a duration like \"30s\", got {v} (a number without a unit)"
+                )))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
-                Err(E::custom(format!("expected a duration like \"30s\", got {v} (a number without a unit)")))
+                Err(E::custom(format!(
+                    "expected a duration like \"30s\", got {v} (a number without a unit)"
+                )))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -332,7 +366,6 @@ mod tests {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Console {
-        #[allow(dead_code)]
         theme: String,
     }
 
@@ -342,23 +375,38 @@ mod tests {
 
     #[test]
     fn bad_duration_names_file_line_column_path_and_form() {
-        let d = doc("[[webhook]]\nname = \"a\"\ntimeout = \"30s\"\n\n[[webhook]]\nname = \"b\"\ntimeout = \"thirty\"\n");
+        let d = doc(
+            "[[webhook]]\nname = \"a\"\ntimeout = \"30s\"\n\n[[webhook]]\nname = \"b\"\ntimeout = \"thirty\"\n",
+        );
         let err = d.deserialize::<Doc>().unwrap_err();
-        assert_eq!(err.to_string(), "gameday.toml:7:11: webhook[1].timeout: expected a duration like \"30s\", got \"thirty\"");
+        assert_eq!(
+            err.to_string(),
+            "gameday.toml:7:11: webhook[1].timeout: expected a duration like \"30s\", got \"thirty\""
+        );
     }
 
     #[test]
     fn unknown_key_is_located() {
+        let ok = doc("[console]\ntheme = \"dark\"\n")
+            .deserialize::<Doc>()
+            .unwrap();
+        assert_eq!(ok.console.unwrap().theme, "dark");
         let d = doc("[console]\ntheme = \"dark\"\nthme = \"x\"\n");
         let err = d.deserialize::<Doc>().unwrap_err();
         assert_eq!(err.line, 3);
         assert_eq!(err.path, "console.thme");
-        assert!(err.message.starts_with("unknown key `thme`, expected"), "{}", err.message);
+        assert!(
+            err.message.starts_with("unknown key `thme`, expected"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn syntax_error_is_located() {
-        let err = TomlDoc::from_text(Path::new("x.toml"), "[console]\ntheme = \n".into()).err().unwrap();
+        let err = TomlDoc::from_text(Path::new("x.toml"), "[console]\ntheme = \n".into())
+            .err()
+            .unwrap();
         assert_eq!((err.line, err.file.as_path()), (2, Path::new("x.toml")));
     }
 
@@ -379,6 +427,10 @@ mod tests {
     fn duration_without_unit_is_explained() {
         let d = doc("[[webhook]]\nname = \"a\"\ntimeout = 30\n");
         let err = d.deserialize::<Doc>().unwrap_err();
-        assert!(err.message.contains("got 30 (a number without a unit)"), "{}", err.message);
+        assert!(
+            err.message.contains("got 30 (a number without a unit)"),
+            "{}",
+            err.message
+        );
     }
 }

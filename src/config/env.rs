@@ -20,7 +20,9 @@ pub fn expand(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
         };
         let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!("expected a variable name like ${{PGPASSWORD}}, got ${{{inner}}}"));
+            return Err(format!(
+                "expected a variable name like ${{PGPASSWORD}}, got ${{{inner}}}"
+            ));
         }
         match (lookup(name), default) {
             (Some(v), _) => out.push_str(&v),
@@ -39,7 +41,8 @@ pub fn expand(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
 
 fn field(doc: &TomlDoc, path: &str, value: &mut String) -> Result<(), InputError> {
     if value.contains("${") {
-        *value = expand(value, |name| std::env::var(name).ok()).map_err(|m| doc.error_at(path, m))?;
+        *value =
+            expand(value, |name| std::env::var(name).ok()).map_err(|m| doc.error_at(path, m))?;
     }
     Ok(())
 }
@@ -88,7 +91,10 @@ mod tests {
 
     #[test]
     fn expands_set_variables_and_defaults() {
-        assert_eq!(expand("postgres://app:${PGPASSWORD}@h/db", env).unwrap(), "postgres://app:s3cret@h/db");
+        assert_eq!(
+            expand("postgres://app:${PGPASSWORD}@h/db", env).unwrap(),
+            "postgres://app:s3cret@h/db"
+        );
         assert_eq!(expand("${NOPE:-4222}", env).unwrap(), "4222");
         assert_eq!(expand("plain", env).unwrap(), "plain");
     }
@@ -96,8 +102,19 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let err = expand("${NOPE}", env).unwrap_err();
-        assert!(err.starts_with("environment variable NOPE is not set"), "{err}");
-        assert!(expand("${unterminated", env).unwrap_err().contains("to close"));
-        assert!(expand("${bad-name}", env).unwrap_err().contains("expected a variable name"));
+        assert!(
+            err.starts_with("environment variable NOPE is not set"),
+            "{err}"
+        );
+        assert!(
+            expand("${unterminated", env)
+                .unwrap_err()
+                .contains("to close")
+        );
+        assert!(
+            expand("${bad-name}", env)
+                .unwrap_err()
+                .contains("expected a variable name")
+        );
     }
 }

@@ -231,7 +231,10 @@ struct RawConfig {
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, InputError> {
     if let Some(path) = explicit {
         if !path.is_file() {
-            return Err(InputError::file(path, "no such config file (given with --config)"));
+            return Err(InputError::file(
+                path,
+                "no such config file (given with --config)",
+            ));
         }
         return Ok(path.to_path_buf());
     }
@@ -301,7 +304,10 @@ impl Config {
             }
         }
         if let Some(pg) = &self.postgres {
-            out.insert("pg.connections.utilization".into(), Threshold::above(Some(pg.warn), Some(pg.crit)));
+            out.insert(
+                "pg.connections.utilization".into(),
+                Threshold::above(Some(pg.warn), Some(pg.crit)),
+            );
             for p in &pg.pools {
                 out.insert(
                     format!("pg.app.{}.utilization", p.application_name),
@@ -363,11 +369,17 @@ fn collect_secrets(raw: &RawConfig) -> Vec<String> {
 
 /// Names become parts of metric keys (`probe.<name>.ok`), so they must be plain.
 fn check_name(doc: &TomlDoc, path: &str, name: &str) -> Result<(), InputError> {
-    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(doc.error_at(path, format!("expected a name of letters, digits, '-' or '_', got \"{name}\"")))
+        Err(doc.error_at(
+            path,
+            format!("expected a name of letters, digits, '-' or '_', got \"{name}\""),
+        ))
     }
 }
 
@@ -380,7 +392,10 @@ fn check_unique<'a>(
     let mut seen = BTreeSet::new();
     for (i, name) in names.enumerate() {
         if !seen.insert(name) {
-            return Err(doc.error_at(&format!("{table}[{i}].{field}"), format!("duplicate name \"{name}\"")));
+            return Err(doc.error_at(
+                &format!("{table}[{i}].{field}"),
+                format!("duplicate name \"{name}\""),
+            ));
         }
     }
     Ok(())
@@ -392,7 +407,13 @@ fn check_scheme(doc: &TomlDoc, path: &str, url: &str, schemes: &[&str]) -> Resul
         Ok(())
     } else {
         let example = format!("{}://127.0.0.1:…", schemes[0]);
-        Err(doc.error_at(path, format!("expected a URL like \"{example}\", got \"{}\"", redact::url(url))))
+        Err(doc.error_at(
+            path,
+            format!(
+                "expected a URL like \"{example}\", got \"{}\"",
+                redact::url(url)
+            ),
+        ))
     }
 }
 
@@ -413,10 +434,16 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         ));
     }
     if c.history.get() < c.sample_interval.get() {
-        return Err(doc.error_at("console.history", "expected a window longer than console.sample_interval"));
+        return Err(doc.error_at(
+            "console.history",
+            "expected a window longer than console.sample_interval",
+        ));
     }
     if !(1..=60).contains(&c.max_fps) {
-        return Err(doc.error_at("console.max_fps", format!("expected 1 to 60, got {}", c.max_fps)));
+        return Err(doc.error_at(
+            "console.max_fps",
+            format!("expected 1 to 60, got {}", c.max_fps),
+        ));
     }
     if let Some(n) = &raw.nats {
         check_scheme(doc, "nats.url", &n.url, &["nats", "tls"])?;
@@ -427,7 +454,10 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
             if let (Some(warn), Some(crit)) = (w.warn, w.crit)
                 && warn > crit
             {
-                return Err(doc.error_at(&format!("nats.watch[{i}].warn"), "expected warn to be at most crit"));
+                return Err(doc.error_at(
+                    &format!("nats.watch[{i}].warn"),
+                    "expected warn to be at most crit",
+                ));
             }
         }
     }
@@ -437,35 +467,70 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         check_fraction(doc, "postgres.crit", pg.crit)?;
         for (i, p) in pg.pools.iter().enumerate() {
             if p.application_name.is_empty() {
-                return Err(doc.error_at(&format!("postgres.pool[{i}].application_name"), "expected a non-empty name"));
+                return Err(doc.error_at(
+                    &format!("postgres.pool[{i}].application_name"),
+                    "expected a non-empty name",
+                ));
             }
             if p.size == 0 {
-                return Err(doc.error_at(&format!("postgres.pool[{i}].size"), "expected a pool size of at least 1"));
+                return Err(doc.error_at(
+                    &format!("postgres.pool[{i}].size"),
+                    "expected a pool size of at least 1",
+                ));
             }
             check_fraction(doc, &format!("postgres.pool[{i}].warn"), p.warn)?;
             check_fraction(doc, &format!("postgres.pool[{i}].crit"), p.crit)?;
         }
-        check_unique(doc, "postgres.pool", "application_name", pg.pools.iter().map(|p| p.application_name.as_str()))?;
+        check_unique(
+            doc,
+            "postgres.pool",
+            "application_name",
+            pg.pools.iter().map(|p| p.application_name.as_str()),
+        )?;
         for (i, g) in pg.gauges.iter().enumerate() {
             check_name(doc, &format!("postgres.gauge[{i}].name"), &g.name)?;
             if g.sql.trim().is_empty() {
-                return Err(doc.error_at(&format!("postgres.gauge[{i}].sql"), "expected a query returning one number"));
+                return Err(doc.error_at(
+                    &format!("postgres.gauge[{i}].sql"),
+                    "expected a query returning one number",
+                ));
             }
         }
-        check_unique(doc, "postgres.gauge", "name", pg.gauges.iter().map(|g| g.name.as_str()))?;
+        check_unique(
+            doc,
+            "postgres.gauge",
+            "name",
+            pg.gauges.iter().map(|g| g.name.as_str()),
+        )?;
     }
     for (i, w) in raw.webhook.iter().enumerate() {
         check_name(doc, &format!("webhook[{i}].name"), &w.name)?;
-        check_scheme(doc, &format!("webhook[{i}].upstream"), &w.upstream, &["http"])?;
+        check_scheme(
+            doc,
+            &format!("webhook[{i}].upstream"),
+            &w.upstream,
+            &["http"],
+        )?;
         if w.timeout.get().is_zero() {
-            return Err(doc.error_at(&format!("webhook[{i}].timeout"), "expected a duration above zero"));
+            return Err(doc.error_at(
+                &format!("webhook[{i}].timeout"),
+                "expected a duration above zero",
+            ));
         }
     }
-    check_unique(doc, "webhook", "name", raw.webhook.iter().map(|w| w.name.as_str()))?;
+    check_unique(
+        doc,
+        "webhook",
+        "name",
+        raw.webhook.iter().map(|w| w.name.as_str()),
+    )?;
     let mut listens = BTreeSet::new();
     for (i, w) in raw.webhook.iter().enumerate() {
         if !listens.insert(w.listen) {
-            return Err(doc.error_at(&format!("webhook[{i}].listen"), format!("address {} is already used", w.listen)));
+            return Err(doc.error_at(
+                &format!("webhook[{i}].listen"),
+                format!("address {} is already used", w.listen),
+            ));
         }
     }
     for (i, p) in raw.probe.iter().enumerate() {
@@ -475,22 +540,40 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         if !METHODS.contains(&p.method.as_str()) {
             return Err(doc.error_at(
                 &format!("probe[{i}].method"),
-                format!("expected one of {}, got \"{}\"", METHODS.join(", "), p.method),
+                format!(
+                    "expected one of {}, got \"{}\"",
+                    METHODS.join(", "),
+                    p.method
+                ),
             ));
         }
         if p.expect.is_empty() {
-            return Err(doc.error_at(&format!("probe[{i}].expect"), "expected at least one status, like [200]"));
+            return Err(doc.error_at(
+                &format!("probe[{i}].expect"),
+                "expected at least one status, like [200]",
+            ));
         }
         for (j, s) in p.expect.iter().enumerate() {
             if !(100..=599).contains(s) {
-                return Err(doc.error_at(&format!("probe[{i}].expect[{j}]"), format!("expected an HTTP status 100-599, got {s}")));
+                return Err(doc.error_at(
+                    &format!("probe[{i}].expect[{j}]"),
+                    format!("expected an HTTP status 100-599, got {s}"),
+                ));
             }
         }
         if p.interval.get() < Duration::from_millis(100) {
-            return Err(doc.error_at(&format!("probe[{i}].interval"), "expected at least \"100ms\""));
+            return Err(doc.error_at(
+                &format!("probe[{i}].interval"),
+                "expected at least \"100ms\"",
+            ));
         }
     }
-    check_unique(doc, "probe", "name", raw.probe.iter().map(|p| p.name.as_str()))?;
+    check_unique(
+        doc,
+        "probe",
+        "name",
+        raw.probe.iter().map(|p| p.name.as_str()),
+    )?;
     Ok(())
 }
 

@@ -3,8 +3,13 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -26,7 +31,9 @@ fn every_valid_fixture_loads() {
 fn every_invalid_fixture_gets_one_located_message() {
     let mut report = String::new();
     for file in fixtures("invalid") {
-        let err = load_fixture(&file).err().unwrap_or_else(|| panic!("{} loaded", file.display()));
+        let err = load_fixture(&file)
+            .err()
+            .unwrap_or_else(|| panic!("{} loaded", file.display()));
         let message = err.to_string();
         assert!(!message.contains('\n'), "one line: {message}");
         assert!(err.line > 0, "located: {message}");
@@ -38,7 +45,10 @@ fn every_invalid_fixture_gets_one_located_message() {
 
 #[test]
 fn full_config_reads_every_section() {
-    let file = fixtures("valid").into_iter().find(|f| f.ends_with("full.toml")).unwrap();
+    let file = fixtures("valid")
+        .into_iter()
+        .find(|f| f.ends_with("full.toml"))
+        .unwrap();
     let c = load_fixture(&file).unwrap();
     assert_eq!(c.sample_interval(), Duration::from_secs(1));
     assert_eq!(c.console.series_capacity(), 3600);
@@ -46,7 +56,10 @@ fn full_config_reads_every_section() {
     assert_eq!(nats.watch[0].crit, Some(1000));
     let pg = c.postgres.as_ref().unwrap();
     assert_eq!(pg.pools[0].capacity(), 30);
-    assert_eq!(pg.url, "postgres://app:secret@127.0.0.1:5432/tasks", "env default expanded");
+    assert_eq!(
+        pg.url, "postgres://app:secret@127.0.0.1:5432/tasks",
+        "env default expanded"
+    );
     assert_eq!(c.webhooks[0].timeout.get(), Duration::from_secs(30));
     assert_eq!(c.probes[0].expect, vec![202]);
     assert_eq!(c.probes[0].headers["content-type"], "application/json");
@@ -65,12 +78,18 @@ fn secrets_from_the_config_are_masked() {
     )
     .unwrap();
     let r = c.redactor();
-    assert_eq!(r.text("connect failed for hunter22"), "connect failed for ***");
+    assert_eq!(
+        r.text("connect failed for hunter22"),
+        "connect failed for ***"
+    );
     assert_eq!(r.text("sent Bearer tok-123"), "sent ***");
 }
 
 #[test]
 fn missing_config_says_where_it_looked() {
     let err = locate(Some(Path::new("/nonexistent/gameday.toml"))).unwrap_err();
-    assert_eq!(err.to_string(), "/nonexistent/gameday.toml: no such config file (given with --config)");
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/gameday.toml: no such config file (given with --config)"
+    );
 }
