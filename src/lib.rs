@@ -11,5 +11,6 @@ pub mod redact;
 pub mod services;
 pub mod sources;
 pub mod state;
+pub mod theme;
 pub mod timeline;
 pub mod toml_input;
