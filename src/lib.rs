@@ -14,3 +14,4 @@ pub mod state;
 pub mod theme;
 pub mod timeline;
 pub mod toml_input;
+pub mod ui;

@@ -1,0 +1,60 @@
+//! Confirm: a destructive action waits here. The title and lines name the target and the blast
+//! radius; the keys come from the CONFIRM table.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use crate::keymap::KeyContext;
+use crate::metrics::Level;
+use crate::state::Confirm;
+use crate::theme::Theme;
+use crate::ui::widgets::badge;
+
+use super::{centered, frame_popup};
+
+const WIDTH: u16 = 72;
+
+pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme) {
+    let width = WIDTH.min(screen.width.saturating_sub(4));
+    let text_width = width.saturating_sub(4).max(1) as usize;
+    // Wrapped height of the lines, plus a blank line, the question and the border.
+    let body_rows: usize = confirm
+        .lines
+        .iter()
+        .map(|l| l.chars().count().div_ceil(text_width).max(1))
+        .sum();
+    let height = body_rows as u16 + 2 + 2;
+    let area = centered(screen, width, height);
+    let warn = theme.level(Level::Warn);
+    let inner = frame_popup(
+        frame,
+        area,
+        vec![Span::styled(
+            format!(" {} {} ", badge::WARN, confirm.title),
+            warn.add_modifier(Modifier::BOLD),
+        )],
+        KeyContext::Confirm,
+        warn,
+        theme,
+    );
+    let mut lines: Vec<Line<'_>> = confirm
+        .lines
+        .iter()
+        .map(|l| Line::styled(l.as_str(), theme.text()))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Go ahead?",
+        theme.text().add_modifier(Modifier::BOLD),
+    ));
+    let text = Rect::new(
+        inner.x + 1,
+        inner.y,
+        inner.width.saturating_sub(2),
+        inner.height,
+    );
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
+}
