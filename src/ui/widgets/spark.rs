@@ -364,10 +364,10 @@ mod tests {
     fn fault_spans_shade_their_columns_only() {
         let theme = Theme::built_in("dark").unwrap();
         let s = series(&[
-            (0, Some(1.0)),
-            (1_000, Some(1.0)),
-            (2_000, Some(1.0)),
-            (3_000, Some(1.0)),
+            (0, Some(0.5)),
+            (1_000, Some(0.5)),
+            (2_000, Some(0.5)),
+            (3_000, Some(0.5)),
         ]);
         let spans = [FaultSpan {
             name: "nats-stop".into(),
