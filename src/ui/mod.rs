@@ -81,3 +81,6 @@ fn too_small(frame: &mut Frame, screen: Rect, theme: &Theme) {
         area,
     );
 }
+
+#[cfg(test)]
+mod tests;

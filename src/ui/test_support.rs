@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::metrics::Level;
 use crate::sources::{SourceId, SourceStatus};
 use crate::state::{
-    ActiveFault, ActivePhase, AppState, CatalogEntry, FaultSpan, Panel, Session, SourceState,
+    ActiveFault, ActivePhase, AppState, CatalogEntry, Confirm, FaultSpan, Mode, Panel,
+    PendingAction, Picker, PickerItem, Session, SourceState, Toast, ToastKind,
 };
 use crate::theme::Theme;
 use crate::timeline::{Cause, EventKind, FaultPhase, TimelineEvent};
@@ -248,6 +249,62 @@ pub fn catalog() -> Vec<CatalogEntry> {
             600_000,
         ),
     ]
+}
+
+/// The confirm popup the app opens for fault key 2.
+pub fn confirm_mode() -> Mode {
+    Mode::Confirm(Confirm {
+        title: "Trigger fault 2: pg-hold".into(),
+        lines: vec![
+            "target: postgres (127.0.0.1:5432, database tasks)".into(),
+            "hold 50 connections for up to 5m (lease), then release them".into(),
+            "blast radius: every client of the tasks database; new connections fail with \
+             \"too many clients\" while the fault is active"
+                .into(),
+        ],
+        action: PendingAction::InjectFault { catalog_index: 1 },
+    })
+}
+
+/// A note half typed.
+pub fn note_mode() -> Mode {
+    Mode::Note("API still answers 202; retry queue at 14".into())
+}
+
+/// The scenario picker with the second entry selected.
+pub fn picker_mode() -> Mode {
+    let item = |label: &str, detail: &str| PickerItem {
+        label: label.into(),
+        detail: detail.into(),
+        path: PathBuf::from(format!("scenarios/{label}.toml")),
+    };
+    Mode::Picker(Picker {
+        title: "Run a scenario".into(),
+        items: vec![
+            item(
+                "nats-broker-failure",
+                "stop NATS for 5m while tasks are submitted",
+            ),
+            item(
+                "pg-pool-exhaustion",
+                "hold 50 connections against a pool of 10 + 20",
+            ),
+            item(
+                "webhook-timeout",
+                "delay webhook responses past the 30s client timeout",
+            ),
+        ],
+        selected: 1,
+    })
+}
+
+/// A toast shown until a minute after the fixture's now.
+pub fn toast(kind: ToastKind, text: &str) -> Toast {
+    Toast {
+        text: text.into(),
+        kind,
+        until_ms: NOW_MS + 60_000,
+    }
 }
 
 /// Sets a source's status as of `since_ms`.
@@ -592,6 +649,24 @@ pub fn panel_text(
     let area = crate::ui::layout::panel_area(Rect::new(0, 0, width, height), panel, zoom)
         .expect("dashboard fits");
     text_of(terminal.backend().buffer(), area)
+}
+
+/// A panel's text as one line: borders dropped, rows joined by a space, so wrapped messages read
+/// whole.
+pub fn flat(panel_text: &str) -> String {
+    panel_text
+        .lines()
+        .map(|line| {
+            let inner: String = line
+                .chars()
+                .skip(1)
+                .take(line.chars().count().saturating_sub(2))
+                .collect();
+            inner.trim().to_string()
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Where `needle` first appears on screen (row-major).

@@ -23,7 +23,7 @@ use crate::theme::Theme;
 use crate::ui::format;
 use crate::ui::widgets::badge;
 use crate::ui::widgets::columns::{self, Column};
-use crate::ui::widgets::text::put_spans;
+use crate::ui::widgets::text::{put_spans, put_wrapped};
 
 use super::{Kpi, PanelCtx, frame_panel, headline, row};
 
@@ -34,6 +34,8 @@ const KIND_MAX: u16 = 16;
 const PARAMS_MAX: u16 = 26;
 const PHASE_WIDTH: u16 = 9;
 const SELECTED: &str = "▶";
+/// A notice may take this many rows.
+const NOTICE_ROWS: u16 = 2;
 
 pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
     let inner = frame_panel(frame, area, ctx, Panel::Faults);
@@ -72,15 +74,15 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         if y >= bottom {
             return;
         }
-        put_spans(
+        y += put_wrapped(
             buf,
-            Rect::new(body.x, y, body.width, 1),
+            Rect::new(body.x, y, body.width, bottom - y),
             &[Span::styled(
                 format!("{} {}", badge::WARN, ctx.redact(notice)),
                 theme.level(Level::Warn),
             )],
+            NOTICE_ROWS,
         );
-        y += 1;
     }
 
     // Active faults first: they are what the operator must not lose sight of.
@@ -130,13 +132,14 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         return;
     }
     if board.catalog.is_empty() {
-        put_spans(
+        put_wrapped(
             buf,
-            Rect::new(body.x, y, body.width, 1),
+            Rect::new(body.x, y, body.width, bottom - y),
             &[Span::styled(
                 "no faults in the catalog — add [[fault]] entries to the config",
                 theme.muted(),
             )],
+            bottom - y,
         );
         return;
     }
@@ -325,5 +328,92 @@ fn highlight(buf: &mut Buffer, line: Rect, theme: &Theme) {
         {
             cell.set_fg(fg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::{ActiveFault, ActivePhase, Panel};
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("faults_{w}x{h}"),
+                panel_text(&mut state, Panel::Faults, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "faults_zoomed_160x48",
+            panel_text(&mut state, Panel::Faults, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn an_empty_catalog_says_how_to_add_one_and_notices_are_shown() {
+        let mut state = state();
+        state.faults.catalog.clear();
+        state.faults.active.clear();
+        state
+            .faults
+            .notices
+            .push("Docker engine not reachable: /var/run/docker.sock: permission denied".into());
+        let text = panel_text(&mut state, Panel::Faults, 160, 48, false);
+        insta::assert_snapshot!("faults_empty_160x48", text);
+        assert!(
+            flat(&text).contains("no faults in the catalog — add [[fault]] entries to the config")
+        );
+        assert!(text.contains("▲ Docker engine not reachable"));
+        assert!(text.contains("no active faults"));
+    }
+
+    #[test]
+    fn the_selected_fault_is_marked_highlighted_when_focused_and_kept_in_view() {
+        let mut state = state();
+        state.ui.focus = Panel::Faults;
+        for i in 0..8 {
+            state.faults.active.push(ActiveFault {
+                id: format!("x-{i}"),
+                name: format!("extra-{i}"),
+                target: "api".into(),
+                params: "200ms".into(),
+                phase: ActivePhase::Active,
+                started_ms: NOW_MS,
+                expires_ms: NOW_MS + 45_000,
+                error: None,
+            });
+        }
+        state.ui.selected_fault = 9;
+        let theme = theme();
+        let terminal = draw(&state, &theme, 80, 24);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 80, 24), Panel::Faults, false).unwrap();
+        let selected = find_in(buf, area, "▶").expect("selection in view");
+        assert_eq!(find_in(buf, area, "extra-7").map(|p| p.y), Some(selected.y));
+        assert_eq!(
+            buf[(selected.x + 3, selected.y)].bg,
+            theme.palette.selection
+        );
+        assert!(find_in(buf, area, "45s left").is_some());
+        // The border is thick and in the focus colour.
+        assert_eq!(buf[(area.x, area.y)].symbol(), "┏");
+        assert_eq!(buf[(area.x, area.y)].fg, theme.palette.border_focused);
+    }
+
+    #[test]
+    fn a_failed_fault_shows_its_error_in_the_crit_colour() {
+        let state = state();
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Faults, false).unwrap();
+        let failed = find_in(buf, area, "FAILED").unwrap();
+        assert_eq!(buf[failed].fg, theme.palette.crit);
+        let error = find_in(buf, area, "proxy daemon").unwrap();
+        assert_eq!(buf[error].fg, theme.palette.crit);
     }
 }

@@ -27,7 +27,7 @@ use crate::theme::Theme;
 use crate::ui::widgets::badge::{self, Health};
 use crate::ui::widgets::big_number;
 use crate::ui::widgets::spark::Spark;
-use crate::ui::widgets::text::put_spans;
+use crate::ui::widgets::text::{put_spans, put_wrapped};
 
 /// How much history a chart shows.
 pub const CHART_WINDOW_MS: u64 = 5 * 60_000;
@@ -37,6 +37,8 @@ pub const MAX_CHART_ROWS: u16 = 3;
 pub const MAX_CHART_ROWS_ZOOMED: u16 = 8;
 /// Charts narrower than this are not worth drawing.
 pub const MIN_CHART_WIDTH: u16 = 8;
+/// Rows a down source's status may take to show its reason.
+pub const DOWN_STATUS_ROWS: u16 = 2;
 /// The zoomed view shows big numbers when the panel has this many inner rows.
 pub const HEADLINE_MIN_HEIGHT: u16 = 16;
 const HEADLINE_HEIGHT: u16 = 1 + big_number::HEIGHT + 1;
@@ -118,9 +120,10 @@ impl<'a> PanelCtx<'a> {
         }
     }
 
-    /// The level symbol of a key with a threshold (blank without one).
+    /// The level symbol of a key with a threshold (blank without one, or without data).
     pub fn level_badge(&self, key: &str, stale: bool) -> Span<'static> {
-        if self.threshold(key).is_none() {
+        let has_data = self.series(key).and_then(Series::last_known).is_some();
+        if self.threshold(key).is_none() || !has_data {
             return Span::raw(" ");
         }
         let level = self.level(key);
@@ -209,7 +212,14 @@ pub fn not_configured(buf: &mut Buffer, inner: Rect, ctx: &PanelCtx<'_>, section
         ),
         ctx.theme.muted(),
     )];
-    put_spans(buf, row(inner, 0), &spans);
+    put_wrapped(buf, inner, &spans, inner.height);
+}
+
+/// A source's status line: one row while it is fine, up to `DOWN_STATUS_ROWS` when it is down so
+/// the reason can be read. Returns the rows used.
+pub fn status_line(buf: &mut Buffer, area: Rect, spans: &[Span<'_>], down: bool) -> u16 {
+    let rows = if down { DOWN_STATUS_ROWS } else { 1 };
+    put_wrapped(buf, area, spans, rows)
 }
 
 /// "… 3 more (z zooms)".

@@ -20,7 +20,9 @@ use crate::ui::format;
 use crate::ui::widgets::columns::{self, Column};
 use crate::ui::widgets::text::put_spans;
 
-use super::{Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows, row};
+use super::{
+    Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows, row, status_line,
+};
 
 const NAME_MIN: u16 = 8;
 const NAME_MAX: u16 = 28;
@@ -108,7 +110,8 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         format!("  {}", redact::url(&config.url)),
         theme.muted(),
     ));
-    put_spans(buf, row(body, 0), &status);
+    let status_rows = status_line(buf, body, &status, stale);
+    let body = below(body, status_rows);
 
     if items.is_empty() {
         let note = if config.watch.is_empty() {
@@ -116,7 +119,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         } else {
             "no data for the watched streams yet"
         };
-        put_spans(buf, row(body, 1), &[Span::styled(note, theme.muted())]);
+        put_spans(buf, row(body, 0), &[Span::styled(note, theme.muted())]);
         return;
     }
 
@@ -136,16 +139,16 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("msgs", 7, 1),
     ];
     let kept = columns::fit(&cols, body.width, super::MIN_CHART_WIDTH);
-    let chart_x = columns::draw_header(buf, row(body, 1), &cols, &kept, theme.muted());
+    let chart_x = columns::draw_header(buf, row(body, 0), &cols, &kept, theme.muted());
     if chart_x < body.right() {
         put_spans(
             buf,
-            Rect::new(chart_x, body.y + 1, body.right() - chart_x, 1),
+            Rect::new(chart_x, body.y, body.right() - chart_x, 1),
             &[Span::styled("pending, 5m", theme.muted())],
         );
     }
 
-    let list = below(body, 2);
+    let list = below(body, 1);
     let plan = plan_rows(items.len(), list.height, 1, ctx.max_chart_rows());
     for (n, item) in items.iter().take(plan.shown).enumerate() {
         let y = list.y + n as u16 * plan.height;
@@ -238,4 +241,88 @@ fn items(ctx: &PanelCtx<'_>) -> Vec<Item> {
         .into_iter()
         .filter(|i| i.consumer.is_some() || !with_consumers.contains(&i.stream))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Level;
+    use crate::sources::SourceStatus;
+    use crate::state::Panel;
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("nats_{w}x{h}"),
+                panel_text(&mut state, Panel::Nats, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "nats_zoomed_160x48",
+            panel_text(&mut state, Panel::Nats, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn the_lag_over_its_crit_threshold_is_in_the_crit_colour_with_its_symbol() {
+        let state = state();
+        assert_eq!(state.level("nats.TASKS.workers.pending"), Level::Crit);
+        let theme = theme();
+        let terminal = draw(&state, &theme, 80, 24);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 80, 24), Panel::Nats, false).unwrap();
+        let value = find_in(buf, area, "1450").unwrap();
+        assert_eq!(buf[value].fg, theme.palette.crit);
+        let row_start = (area.x + 1, value.y);
+        assert_eq!(buf[row_start].symbol(), "✖");
+        assert_eq!(buf[row_start].fg, theme.palette.crit);
+        let ok = find_in(buf, area, "TASKS/notifier").unwrap();
+        assert_eq!(buf[(area.x + 1, ok.y)].symbol(), "✔");
+        assert_eq!(buf[(area.x + 1, ok.y)].fg, theme.palette.ok);
+    }
+
+    #[test]
+    fn down_says_since_when_and_why_and_dims_the_last_known_values() {
+        let mut state = state();
+        state.metrics.gap(NOW_MS, "nats.");
+        set_source(
+            &mut state,
+            "nats",
+            SourceStatus::down("no answer within 1.5s (frozen or partitioned?)"),
+            595_000,
+        );
+        let text = panel_text(&mut state, Panel::Nats, 160, 48, false);
+        assert!(
+            flat(&text)
+                .contains("✖ DOWN since 10:09:55 (no answer within 1.5s (frozen or partitioned?))"),
+            "{text}"
+        );
+        insta::assert_snapshot!("nats_down_160x48", text);
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Nats, false).unwrap();
+        let down = find_in(buf, area, "DOWN since").unwrap();
+        assert_eq!(buf[down].fg, theme.palette.down);
+        let value = find_in(buf, area, "1450").unwrap();
+        assert_eq!(buf[value].fg, theme.palette.muted, "stale, not live crit");
+    }
+
+    #[test]
+    fn not_configured_and_connecting_are_said_plainly() {
+        let mut empty = empty_state();
+        let text = panel_text(&mut empty, Panel::Nats, 80, 24, false);
+        assert!(
+            flat(&text).contains("– not configured — add [nats] to gameday.toml"),
+            "{text}"
+        );
+        let mut connecting = connecting_state();
+        let text = panel_text(&mut connecting, Panel::Nats, 80, 24, false);
+        insta::assert_snapshot!("nats_connecting_80x24", text);
+        assert!(text.contains("… connecting…"));
+    }
 }

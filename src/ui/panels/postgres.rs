@@ -28,7 +28,7 @@ use crate::ui::widgets::columns::{self, Column};
 use crate::ui::widgets::gauge;
 use crate::ui::widgets::text::put_spans;
 
-use super::{Kpi, PanelCtx, frame_panel, headline, more, not_configured, row};
+use super::{Kpi, PanelCtx, frame_panel, headline, more, not_configured, row, status_line};
 
 const NAME_MIN: u16 = 11;
 const NAME_MAX: u16 = 24;
@@ -115,7 +115,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         format!("  {}", redact::url(&config.url)),
         theme.muted(),
     ));
-    put_spans(buf, row(body, 0), &status);
+    let status_rows = status_line(buf, body, &status, stale);
 
     let mut lines = vec![Line::Connections, Line::States];
     lines.extend((0..config.pools.len()).map(Line::Pool));
@@ -123,7 +123,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
     if !other_apps(ctx, config).is_empty() {
         lines.push(Line::OtherApps);
     }
-    let list = super::below(body, 1);
+    let list = super::below(body, status_rows);
     let heights = plan_heights(&lines, list.height, ctx.max_chart_rows());
     let name_width = config
         .pools
@@ -386,4 +386,94 @@ fn chart_area(line: Rect, chart_x: u16) -> Rect {
         line.right().saturating_sub(chart_x),
         line.height,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Level;
+    use crate::sources::SourceStatus;
+    use crate::state::Panel;
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("postgres_{w}x{h}"),
+                panel_text(&mut state, Panel::Postgres, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "postgres_zoomed_160x48",
+            panel_text(&mut state, Panel::Postgres, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn a_pool_near_its_limit_warns_and_a_full_one_is_crit() {
+        let mut state = state();
+        assert_eq!(state.level("pg.app.task-tracker.utilization"), Level::Warn);
+        let theme = theme();
+        let screen = Rect::new(0, 0, 160, 48);
+        let area = panel_area(screen, Panel::Postgres, false).unwrap();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let pool = find_in(buf, area, "28/30").unwrap();
+        assert_eq!(buf[pool].fg, theme.palette.warn);
+        assert_eq!(buf[(area.x + 1, pool.y)].symbol(), "▲");
+
+        state
+            .metrics
+            .record(NOW_MS, "pg.app.task-tracker.connections", 30.0);
+        state
+            .metrics
+            .record(NOW_MS, "pg.app.task-tracker.utilization", 1.0);
+        refresh_levels(&mut state);
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let pool = find_in(buf, area, "30/30").unwrap();
+        assert_eq!(buf[pool].fg, theme.palette.crit, "100% of size + overflow");
+        assert_eq!(buf[(area.x + 1, pool.y)].symbol(), "✖");
+        assert!(find_in(buf, area, "100%").is_some());
+    }
+
+    #[test]
+    fn down_keeps_the_last_values_dimmed() {
+        let mut state = state();
+        state.metrics.gap(NOW_MS, "pg.");
+        set_source(
+            &mut state,
+            "pg",
+            SourceStatus::down(
+                "connection refused (postgres://app:hunter2-pg-secret@127.0.0.1:5432/tasks)",
+            ),
+            598_000,
+        );
+        let text = panel_text(&mut state, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("✖ DOWN since 10:09:58 (connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        insta::assert_snapshot!("postgres_down_80x24", text);
+        let theme = theme();
+        let terminal = draw(&state, &theme, 80, 24);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 80, 24), Panel::Postgres, false).unwrap();
+        let connections = find_in(buf, area, "36/97").unwrap();
+        assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
+    }
+
+    #[test]
+    fn not_configured_is_said_plainly() {
+        let mut empty = empty_state();
+        let text = panel_text(&mut empty, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("not configured — add [postgres] to gameday.toml"),
+            "{text}"
+        );
+    }
 }

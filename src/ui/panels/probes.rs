@@ -17,7 +17,7 @@ use crate::state::Panel;
 use crate::ui::format;
 use crate::ui::widgets::badge::{self, Health};
 use crate::ui::widgets::columns::{self, Column};
-use crate::ui::widgets::text::put_spans;
+use crate::ui::widgets::text::{put_spans, put_wrapped};
 
 use super::{
     CHART_WINDOW_MS, Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows,
@@ -139,15 +139,16 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         );
         // A down probe says why where its chart starts; the stale chart goes below, if room.
         if let Health::Down { since, reason } = &health {
-            put_spans(
+            let rows = put_wrapped(
                 buf,
-                Rect::new(chart.x, y, chart.width, 1),
+                chart,
                 &[Span::styled(
                     format!("since {} ({reason})", format::clock(*since)),
                     theme.down(),
                 )],
+                plan.height.saturating_sub(1).max(1),
             );
-            chart = below(chart, 1);
+            chart = below(chart, rows);
         }
         ctx.spark(&latency_key, stale, i)
             .axis(format::millis)
@@ -203,4 +204,70 @@ fn last_change(series: &Series) -> Option<u64> {
         later = Some((p.at_ms, v));
     }
     later.map(|(at, _)| at)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::Panel;
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("probes_{w}x{h}"),
+                panel_text(&mut state, Panel::Probes, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "probes_zoomed_160x48",
+            panel_text(&mut state, Panel::Probes, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn ok_fail_and_down_each_have_a_symbol_and_a_colour() {
+        let mut state = state();
+        let theme = theme();
+        let screen = Rect::new(0, 0, 160, 48);
+        let area = panel_area(screen, Panel::Probes, false).unwrap();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let ok = find_in(buf, area, "✔ ok").unwrap();
+        assert_eq!(buf[ok].fg, theme.palette.ok);
+        let down = find_in(buf, area, "✖ DOWN").unwrap();
+        assert_eq!(buf[down].fg, theme.palette.down);
+        let latency = find_in(buf, area, "240ms").unwrap();
+        assert_eq!(buf[latency].fg, theme.palette.warn, "over warn_ms = 200");
+        assert_eq!(
+            find_in(buf, area, "202").map(|p| p.y),
+            Some(latency.y),
+            "last status"
+        );
+
+        state.metrics.record(NOW_MS, "probe.api.ok", 0.0);
+        state.metrics.record(NOW_MS, "probe.api.status.503", 4.0);
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let fail = find_in(buf, area, "✖ fail").unwrap();
+        assert_eq!(buf[fail].fg, theme.palette.crit);
+        assert_eq!(
+            find_in(buf, area, "503").map(|p| p.y),
+            Some(fail.y),
+            "last status"
+        );
+    }
+
+    #[test]
+    fn not_configured_is_said_plainly() {
+        let mut empty = empty_state();
+        let text = panel_text(&mut empty, Panel::Probes, 80, 24, false);
+        assert!(
+            flat(&text).contains("not configured — add [[probe]] entries to gameday.toml"),
+            "{text}"
+        );
+    }
 }

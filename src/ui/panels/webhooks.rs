@@ -108,11 +108,7 @@ fn draw_webhook(
         Span::styled(hook.name.clone(), theme.text()),
         Span::raw(" "),
     ];
-    first.extend(if health == Health::Up {
-        health.short_spans(theme)
-    } else {
-        health.spans(theme)
-    });
+    first.extend(health.short_spans(theme));
     let [p50, p95, p99] = percentiles(ctx, hook, stale);
     for (label, value, style) in [
         ("p50", p50, plain),
@@ -127,14 +123,18 @@ fn draw_webhook(
         return;
     }
 
-    let mut second = vec![
-        Span::raw("  "),
+    let mut second = vec![Span::raw("  ")];
+    // Why it is down comes first, before the (stale) counts.
+    if let Health::Down { reason, .. } = &health {
+        second.push(Span::styled(format!("({reason}) "), theme.down()));
+    }
+    second.extend([
         Span::styled(
             format::or_dash(ctx.metric(&key("requests"), stale), format::count),
             plain,
         ),
         Span::styled(" req", theme.muted()),
-    ];
+    ]);
     let status_prefix = key("status.");
     for status_key in ctx.state.metrics.keys_with_prefix(&status_prefix) {
         let code = &status_key[status_prefix.len()..];
@@ -198,5 +198,76 @@ fn status_style(code: &str, stale: bool, theme: &Theme) -> Style {
         Some('5') => theme.level(Level::Crit),
         Some('4') => theme.level(Level::Warn),
         _ => theme.muted(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::Panel;
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("webhooks_{w}x{h}"),
+                panel_text(&mut state, Panel::Webhooks, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "webhooks_zoomed_160x48",
+            panel_text(&mut state, Panel::Webhooks, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn p95_over_warn_is_warned_and_a_down_webhook_is_dimmed_with_its_reason() {
+        let state = state();
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Webhooks, false).unwrap();
+        let p95 = find_in(buf, area, "2.4s").unwrap();
+        assert_eq!(buf[p95].fg, theme.palette.warn);
+        let down = find_in(buf, area, "✖ DOWN 10:08:12").unwrap();
+        assert_eq!(buf[down].fg, theme.palette.down);
+        let reason = find_in(buf, area, "(upstream 127.0.0.1:9100: connection refused)").unwrap();
+        assert_eq!(buf[reason].fg, theme.palette.down);
+        assert_eq!(reason.y, down.y + 1, "the reason leads the next line");
+        let stale = find_in(buf, area, "95ms").unwrap();
+        assert_eq!(buf[stale].fg, theme.palette.muted);
+        let failures = find_in(buf, area, "502 ").unwrap();
+        assert_eq!(buf[failures].fg, theme.palette.crit);
+    }
+
+    #[test]
+    fn percentiles_come_from_raw_latencies_until_the_source_computes_them() {
+        let mut state = connecting_state();
+        crate::ui::test_support::set_source(
+            &mut state,
+            "webhook.telegram",
+            crate::sources::SourceStatus::Up,
+            0,
+        );
+        for (i, v) in [100.0, 200.0, 300.0, 400.0, 5000.0].into_iter().enumerate() {
+            state
+                .metrics
+                .record(i as u64 * 100, "webhook.telegram.latency_ms", v);
+        }
+        let text = panel_text(&mut state, Panel::Webhooks, 160, 48, false);
+        assert!(text.contains("p50 300ms  p95 5.0s  p99 5.0s"), "{text}");
+    }
+
+    #[test]
+    fn not_configured_is_said_plainly() {
+        let mut empty = empty_state();
+        let text = panel_text(&mut empty, Panel::Webhooks, 80, 24, false);
+        assert!(
+            flat(&text).contains("not configured — add [[webhook]] entries to gameday.toml"),
+            "{text}"
+        );
     }
 }

@@ -58,3 +58,22 @@ pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme)
     );
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes_name_target_blast_radius_and_keys() {
+        let mut state = state();
+        state.ui.mode = confirm_mode();
+        for (w, h) in SIZES {
+            let text = screen_text(&draw(&state, &theme(), w, h));
+            assert!(text.contains("Trigger fault 2: pg-hold"));
+            assert!(text.contains("target: postgres"));
+            assert!(text.contains("blast radius"));
+            assert!(text.contains("y / enter yes · n / esc no"), "{text}");
+            insta::assert_snapshot!(format!("confirm_{w}x{h}"), text);
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::ui::widgets::text::put_spans;
 
 use super::{centered, frame_popup, key_spans};
 
-const WIDTH: u16 = 64;
+const WIDTH: u16 = 76;
 const KEY_COLUMN: u16 = 12;
 /// The popups, as the help names them.
 const POPUPS: [(&str, KeyContext); 4] = [
@@ -88,5 +88,45 @@ pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
             &spans,
         );
         y += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::keymap::{self, KeyContext};
+    use crate::state::Mode;
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes() {
+        let mut state = state();
+        state.ui.mode = Mode::Help;
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("help_{w}x{h}"),
+                screen_text(&draw(&state, &theme(), w, h))
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_table_and_the_fault_digits_are_listed_at_80x24() {
+        let mut state = state();
+        state.ui.mode = Mode::Help;
+        let text = screen_text(&draw(&state, &theme(), 80, 24));
+        for b in keymap::NORMAL {
+            assert!(text.contains(b.help), "{}: {}", b.label, b.help);
+        }
+        assert!(text.contains(keymap::FAULT_KEYS_LABEL));
+        assert!(text.contains(keymap::FAULT_KEYS_HELP));
+        for context in [
+            KeyContext::Confirm,
+            KeyContext::TextInput,
+            KeyContext::Picker,
+        ] {
+            for b in keymap::table(context).iter().filter(|b| b.hint.is_some()) {
+                assert!(text.contains(b.label), "{context:?}: {}", b.label);
+            }
+        }
     }
 }

@@ -49,3 +49,33 @@ pub fn render(frame: &mut Frame, screen: Rect, text: &str, theme: &Theme) {
         ],
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::state::Mode;
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes_with_the_cursor_after_the_text() {
+        let mut state = state();
+        state.ui.mode = note_mode();
+        for (w, h) in SIZES {
+            let terminal = draw(&state, &theme(), w, h);
+            let buf = terminal.backend().buffer();
+            let end = find(buf, "queue at 14").unwrap();
+            let cursor = &buf[(end.x + 11, end.y)];
+            assert!(cursor.modifier.contains(ratatui::style::Modifier::REVERSED));
+            insta::assert_snapshot!(format!("note_{w}x{h}"), screen_text(&terminal));
+        }
+    }
+
+    #[test]
+    fn a_long_note_keeps_its_end_in_view() {
+        let mut state = state();
+        let long = format!("{} the end", "word ".repeat(40));
+        state.ui.mode = Mode::Note(long);
+        let text = screen_text(&draw(&state, &theme(), 80, 24));
+        assert!(text.contains("note: …"), "{text}");
+        assert!(text.contains("the end"), "{text}");
+    }
+}

@@ -81,3 +81,42 @@ pub fn render(frame: &mut Frame, screen: Rect, picker: &Picker, theme: &Theme) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::state::Mode;
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes_with_the_selection_highlighted() {
+        let mut state = state();
+        state.ui.mode = picker_mode();
+        let theme = theme();
+        for (w, h) in SIZES {
+            let terminal = draw(&state, &theme, w, h);
+            let buf = terminal.backend().buffer();
+            let selected = find(buf, "▶ pg-pool-exhaustion").unwrap();
+            assert_eq!(buf[selected].bg, theme.palette.selection);
+            insta::assert_snapshot!(format!("picker_{w}x{h}"), screen_text(&terminal));
+        }
+    }
+
+    #[test]
+    fn a_long_list_keeps_the_selection_in_view() {
+        let mut state = state();
+        let Mode::Picker(mut picker) = picker_mode() else {
+            unreachable!()
+        };
+        let template = picker.items[0].clone();
+        picker.items = (0..40)
+            .map(|i| crate::state::PickerItem {
+                label: format!("scenario-{i:02}"),
+                ..template.clone()
+            })
+            .collect();
+        picker.selected = 33;
+        state.ui.mode = Mode::Picker(picker);
+        let text = screen_text(&draw(&state, &theme(), 80, 24));
+        assert!(text.contains("▶ scenario-33"), "{text}");
+    }
+}

@@ -62,3 +62,40 @@ pub fn render(frame: &mut Frame, screen: Rect, state: &AppState, theme: &Theme) 
         text_area,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::state::ToastKind;
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes_bottom_right_above_the_footer() {
+        let mut state = state();
+        state.ui.toast = Some(toast(
+            ToastKind::Info,
+            "report written: .artifacts/sessions/drill-2026-11-28/report.md",
+        ));
+        for (w, h) in SIZES {
+            let terminal = draw(&state, &theme(), w, h);
+            let buf = terminal.backend().buffer();
+            let at = find(buf, "ℹ report written").unwrap();
+            assert!(at.y >= h - 5, "{at:?}");
+            assert_eq!(buf[(w - 2, at.y)].symbol(), "│", "flush right");
+            insta::assert_snapshot!(format!("toast_{w}x{h}"), screen_text(&terminal));
+        }
+    }
+
+    #[test]
+    fn an_error_toast_is_crit_and_an_expired_one_is_gone() {
+        let mut state = state();
+        state.ui.toast = Some(toast(ToastKind::Error, "export failed: permission denied"));
+        let theme = theme();
+        let terminal = draw(&state, &theme, 80, 24);
+        let buf = terminal.backend().buffer();
+        let at = find(buf, "✖ export failed").unwrap();
+        assert_eq!(buf[at].fg, theme.palette.crit);
+        state.ui.toast.as_mut().unwrap().until_ms = NOW_MS;
+        let text = screen_text(&draw(&state, &theme, 80, 24));
+        assert!(!text.contains("export failed"));
+    }
+}
