@@ -101,10 +101,14 @@ impl<'a> Spark<'a> {
         if area.is_empty() {
             return;
         }
+        let Some(observed_max) = self.observed_max(area.width) else {
+            // Nothing in the window yet: an empty chart, not an axis over nothing.
+            return;
+        };
         let top = self
             .scale_max
-            .unwrap_or_else(|| self.observed_max(area.width));
-        let top = top.max(f64::MIN_POSITIVE);
+            .unwrap_or(observed_max)
+            .max(f64::MIN_POSITIVE);
 
         if let Some(label) = self.axis
             && area.height >= AXIS_MIN_HEIGHT
@@ -156,16 +160,23 @@ impl<'a> Spark<'a> {
         self.shade_fault_spans(buf, area, bucket_ms, start, theme);
     }
 
-    /// The largest value in the window (the window's length does not depend on the columns).
-    fn observed_max(&self, columns: u16) -> f64 {
+    /// The largest value in the window (its length does not depend on the columns); `None` when
+    /// the window holds neither values nor gaps.
+    fn observed_max(&self, columns: u16) -> Option<f64> {
         let (bucket_ms, start) = self.window(columns);
-        self.buckets(columns as usize, bucket_ms, start)
-            .iter()
-            .filter_map(|b| match b {
-                Bucket::Value(v) => Some(*v),
-                _ => None,
-            })
-            .fold(0.0, f64::max)
+        let buckets = self.buckets(columns as usize, bucket_ms, start);
+        if buckets.iter().all(|b| *b == Bucket::Empty) {
+            return None;
+        }
+        Some(
+            buckets
+                .iter()
+                .filter_map(|b| match b {
+                    Bucket::Value(v) => Some(*v),
+                    _ => None,
+                })
+                .fold(0.0, f64::max),
+        )
     }
 
     /// Bucket width and the start of the window for `columns` columns.
@@ -404,6 +415,14 @@ mod tests {
             .render(&mut buf, Rect::new(0, 0, 20, 3), &theme);
         assert!(row(&buf, 0).starts_with(" 1.2s┤"), "{}", row(&buf, 0));
         assert!(row(&buf, 2).starts_with("    0┤"), "{}", row(&buf, 2));
+        let mut buf = Buffer::empty(Rect::new(0, 0, 20, 3));
+        Spark::new(None, 20_000, 20_000)
+            .axis(crate::ui::format::millis)
+            .render(&mut buf, Rect::new(0, 0, 20, 3), &theme);
+        assert!(
+            buf.content().iter().all(|c| c.symbol() == " "),
+            "no data, no axis"
+        );
         for area in [
             Rect::new(0, 0, 0, 0),
             Rect::new(0, 0, 1, 1),
