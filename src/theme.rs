@@ -186,8 +186,17 @@ impl Theme {
     /// A built-in theme or `<themes_dir>/<name>.toml`, made monochrome when `NO_COLOR` is set and
     /// non-empty.
     pub fn load(name: &str, themes_dir: &Path) -> Result<Theme, InputError> {
+        Self::load_with_no_color(name, themes_dir, std::env::var_os("NO_COLOR").as_deref())
+    }
+
+    /// [`Theme::load`] with the value of `NO_COLOR` given.
+    fn load_with_no_color(
+        name: &str,
+        themes_dir: &Path,
+        no_color: Option<&OsStr>,
+    ) -> Result<Theme, InputError> {
         let theme = Self::load_colored(name, themes_dir)?;
-        if no_color_requested(std::env::var_os("NO_COLOR").as_deref()) {
+        if no_color_requested(no_color) {
             Ok(theme.monochrome())
         } else {
             Ok(theme)
@@ -591,10 +600,19 @@ mod tests {
     }
 
     #[test]
-    fn no_color_means_set_and_non_empty() {
-        assert!(!no_color_requested(None));
-        assert!(!no_color_requested(Some(OsStr::new(""))));
-        assert!(no_color_requested(Some(OsStr::new("1"))));
+    fn no_color_set_and_non_empty_makes_any_theme_monochrome() {
+        let d = dir("theme-no-color");
+        std::fs::write(d.join("stage.toml"), "base = \"light\"\n").unwrap();
+        for name in ["dark", "stage"] {
+            let load =
+                |v: Option<&str>| Theme::load_with_no_color(name, &d, v.map(OsStr::new)).unwrap();
+            assert!(!load(None).monochrome, "{name}");
+            assert!(!load(Some("")).monochrome, "{name}: empty does not count");
+            let mono = load(Some("1"));
+            assert!(mono.monochrome, "{name}");
+            assert_eq!(mono.name, name);
+            assert_eq!(mono.base().fg, None);
+        }
     }
 
     #[test]
