@@ -188,7 +188,7 @@ pub fn frame_panel(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>, panel: Pan
     inner
 }
 
-/// The first row of `area` (empty when there is none).
+/// Row `offset` of `area` as a one-row rect (zero height when `area` has no such row).
 pub fn row(area: Rect, offset: u16) -> Rect {
     if offset >= area.height {
         return Rect::new(area.x, area.y, area.width, 0);

@@ -141,10 +141,17 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("", 4, 1),
     ];
     let kept = columns::fit(&cols, list.width, super::MIN_CHART_WIDTH);
+    let rows = Rows {
+        ctx,
+        config,
+        cols: &cols,
+        kept: &kept,
+        stale,
+    };
     let mut y = list.y;
     for (line, height) in lines.iter().zip(&heights) {
         let area = Rect::new(list.x, y, list.width, *height);
-        draw_line(buf, area, line, config, &cols, &kept, ctx, stale, theme);
+        rows.draw(buf, area, line);
         y += height;
     }
     let hidden = lines.len() - heights.len();
@@ -204,148 +211,156 @@ fn other_apps(ctx: &PanelCtx<'_>, config: &PostgresConfig) -> Vec<(String, f64)>
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn draw_line(
-    buf: &mut Buffer,
-    area: Rect,
-    line: &Line,
-    config: &PostgresConfig,
-    cols: &[Column],
-    kept: &[usize],
-    ctx: &PanelCtx<'_>,
+/// What every line of the panel is drawn with.
+struct Rows<'a> {
+    ctx: &'a PanelCtx<'a>,
+    config: &'a PostgresConfig,
+    cols: &'a [Column],
+    kept: &'a [usize],
     stale: bool,
-    theme: &Theme,
-) {
-    let first = Rect::new(area.x, area.y, area.width, 1);
-    let value_style = |key: &str| ctx.value_style(key, stale);
-    let plain = if stale { theme.stale() } else { theme.text() };
-    match line {
-        Line::Connections => {
-            let key = "pg.connections.utilization";
-            let used = ctx.metric("pg.connections.used", stale);
-            let max = ctx.metric("pg.connections.max", stale);
-            let share = ctx
-                .metric(key, stale)
-                .or_else(|| Some(used? / max?.max(1.0)));
-            let cells = usage_cells(
-                ctx.level_badge(key, stale),
-                "connections",
-                used,
-                max,
-                share,
-                value_style(key),
-                theme,
-            );
-            let x = columns::draw_row(buf, first, cols, kept, &cells);
-            ctx.spark(key, stale, 0)
-                .scale_max(1.0)
-                .axis(format::percent)
-                .render(buf, chart_area(area, x), theme);
-        }
-        Line::States => {
-            let mut spans = Vec::new();
-            for (label, key) in [("waiting", "pg.waiting"), ("errors", "pg.errors")] {
-                let value = ctx.metric(key, stale);
-                let style = match value {
-                    Some(v) if v > 0.0 && !stale => theme.level(Level::Warn),
-                    _ => plain,
-                };
-                spans.push(Span::styled(format!("{label} "), theme.muted()));
-                spans.push(Span::styled(format::or_dash(value, format::count), style));
-                spans.push(Span::styled(" · ", theme.muted()));
+}
+
+impl Rows<'_> {
+    fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
+        let Rows {
+            ctx,
+            config,
+            cols,
+            kept,
+            stale,
+        } = *self;
+        let theme = ctx.theme;
+        let first = Rect::new(area.x, area.y, area.width, 1);
+        let value_style = |key: &str| ctx.value_style(key, stale);
+        let plain = if stale { theme.stale() } else { theme.text() };
+        match line {
+            Line::Connections => {
+                let key = "pg.connections.utilization";
+                let used = ctx.metric("pg.connections.used", stale);
+                let max = ctx.metric("pg.connections.max", stale);
+                let share = ctx
+                    .metric(key, stale)
+                    .or_else(|| Some(used? / max?.max(1.0)));
+                let cells = usage_cells(
+                    ctx.level_badge(key, stale),
+                    "connections",
+                    used,
+                    max,
+                    share,
+                    value_style(key),
+                    theme,
+                );
+                let x = columns::draw_row(buf, first, cols, kept, &cells);
+                ctx.spark(key, stale, 0)
+                    .scale_max(1.0)
+                    .axis(format::percent)
+                    .render(buf, chart_area(area, x), theme);
             }
-            spans.pop();
-            let states: Vec<(String, f64)> = ctx
-                .state
-                .metrics
-                .keys_with_prefix("pg.connections.")
-                .filter_map(|key| {
-                    let state = key.strip_prefix("pg.connections.")?;
-                    if NOT_STATES.contains(&state) {
-                        return None;
+            Line::States => {
+                let mut spans = Vec::new();
+                for (label, key) in [("waiting", "pg.waiting"), ("errors", "pg.errors")] {
+                    let value = ctx.metric(key, stale);
+                    let style = match value {
+                        Some(v) if v > 0.0 && !stale => theme.level(Level::Warn),
+                        _ => plain,
+                    };
+                    spans.push(Span::styled(format!("{label} "), theme.muted()));
+                    spans.push(Span::styled(format::or_dash(value, format::count), style));
+                    spans.push(Span::styled(" · ", theme.muted()));
+                }
+                spans.pop();
+                let states: Vec<(String, f64)> = ctx
+                    .state
+                    .metrics
+                    .keys_with_prefix("pg.connections.")
+                    .filter_map(|key| {
+                        let state = key.strip_prefix("pg.connections.")?;
+                        if NOT_STATES.contains(&state) {
+                            return None;
+                        }
+                        Some((state.to_string(), ctx.metric(key, stale)?))
+                    })
+                    .collect();
+                if !states.is_empty() {
+                    spans.push(Span::styled(" │ ", theme.muted()));
+                    for (i, (state, value)) in states.into_iter().enumerate() {
+                        if i > 0 {
+                            spans.push(Span::styled(" · ", theme.muted()));
+                        }
+                        spans.push(Span::styled(format!("{state} "), theme.muted()));
+                        spans.push(Span::styled(format::count(value), plain));
                     }
-                    Some((state.to_string(), ctx.metric(key, stale)?))
-                })
-                .collect();
-            if !states.is_empty() {
-                spans.push(Span::styled(" │ ", theme.muted()));
-                for (i, (state, value)) in states.into_iter().enumerate() {
+                }
+                put_spans(buf, first, &spans);
+            }
+            Line::Pool(i) => {
+                let pool = &config.pools[*i];
+                let name = &pool.application_name;
+                let key = pool_key(name, "utilization");
+                let capacity = f64::from(pool.capacity());
+                let connections = ctx.metric(&pool_key(name, "connections"), stale);
+                let share = pool_utilization(ctx, name, stale, pool.capacity());
+                let cells = usage_cells(
+                    ctx.level_badge(&key, stale),
+                    name,
+                    connections,
+                    Some(capacity),
+                    share,
+                    value_style(&key),
+                    theme,
+                );
+                let x = columns::draw_row(buf, first, cols, kept, &cells);
+                ctx.spark(&key, stale, 1 + i)
+                    .scale_max(1.0)
+                    .axis(format::percent)
+                    .render(buf, chart_area(area, x), theme);
+            }
+            Line::Gauge(i) => {
+                let g = &config.gauges[*i];
+                let key = format!("pg.gauge.{}", g.name);
+                let limits = match (g.warn, g.crit) {
+                    (None, None) => String::new(),
+                    (w, c) => format!(
+                        "warn {} crit {}",
+                        format::or_dash(w, format::count),
+                        format::or_dash(c, format::count)
+                    ),
+                };
+                let cells = vec![
+                    vec![ctx.level_badge(&key, stale)],
+                    vec![Span::styled(g.name.clone(), theme.text())],
+                    vec![Span::styled(
+                        format::or_dash(ctx.metric(&key, stale), format::count),
+                        value_style(&key),
+                    )],
+                    vec![Span::styled(limits, theme.muted())],
+                ];
+                // The limits take the bar's and the percentage's columns.
+                let gauge_cols = [
+                    cols[0],
+                    cols[1],
+                    cols[2],
+                    Column::left("", cols[3].width + cols[4].width + columns::GAP, 2),
+                ];
+                let gauge_kept: Vec<usize> = kept.iter().copied().filter(|i| *i < 4).collect();
+                let x = columns::draw_row(buf, first, &gauge_cols, &gauge_kept, &cells);
+                ctx.spark(&key, stale, 2 + i).axis(format::count).render(
+                    buf,
+                    chart_area(area, x),
+                    theme,
+                );
+            }
+            Line::OtherApps => {
+                let mut spans = vec![Span::styled("other apps: ", theme.muted())];
+                for (i, (name, value)) in other_apps(ctx, config).into_iter().enumerate() {
                     if i > 0 {
                         spans.push(Span::styled(" · ", theme.muted()));
                     }
-                    spans.push(Span::styled(format!("{state} "), theme.muted()));
+                    spans.push(Span::styled(format!("{name} "), theme.text()));
                     spans.push(Span::styled(format::count(value), plain));
                 }
+                put_spans(buf, first, &spans);
             }
-            put_spans(buf, first, &spans);
-        }
-        Line::Pool(i) => {
-            let pool = &config.pools[*i];
-            let name = &pool.application_name;
-            let key = pool_key(name, "utilization");
-            let capacity = f64::from(pool.capacity());
-            let connections = ctx.metric(&pool_key(name, "connections"), stale);
-            let share = pool_utilization(ctx, name, stale, pool.capacity());
-            let cells = usage_cells(
-                ctx.level_badge(&key, stale),
-                name,
-                connections,
-                Some(capacity),
-                share,
-                value_style(&key),
-                theme,
-            );
-            let x = columns::draw_row(buf, first, cols, kept, &cells);
-            ctx.spark(&key, stale, 1 + i)
-                .scale_max(1.0)
-                .axis(format::percent)
-                .render(buf, chart_area(area, x), theme);
-        }
-        Line::Gauge(i) => {
-            let g = &config.gauges[*i];
-            let key = format!("pg.gauge.{}", g.name);
-            let limits = match (g.warn, g.crit) {
-                (None, None) => String::new(),
-                (w, c) => format!(
-                    "warn {} crit {}",
-                    format::or_dash(w, format::count),
-                    format::or_dash(c, format::count)
-                ),
-            };
-            let cells = vec![
-                vec![ctx.level_badge(&key, stale)],
-                vec![Span::styled(g.name.clone(), theme.text())],
-                vec![Span::styled(
-                    format::or_dash(ctx.metric(&key, stale), format::count),
-                    value_style(&key),
-                )],
-                vec![Span::styled(limits, theme.muted())],
-            ];
-            // The limits take the bar's and the percentage's columns.
-            let gauge_cols = [
-                cols[0],
-                cols[1],
-                cols[2],
-                Column::left("", cols[3].width + cols[4].width + columns::GAP, 2),
-            ];
-            let gauge_kept: Vec<usize> = kept.iter().copied().filter(|i| *i < 4).collect();
-            let x = columns::draw_row(buf, first, &gauge_cols, &gauge_kept, &cells);
-            ctx.spark(&key, stale, 2 + i).axis(format::count).render(
-                buf,
-                chart_area(area, x),
-                theme,
-            );
-        }
-        Line::OtherApps => {
-            let mut spans = vec![Span::styled("other apps: ", theme.muted())];
-            for (i, (name, value)) in other_apps(ctx, config).into_iter().enumerate() {
-                if i > 0 {
-                    spans.push(Span::styled(" · ", theme.muted()));
-                }
-                spans.push(Span::styled(format!("{name} "), theme.text()));
-                spans.push(Span::styled(format::count(value), plain));
-            }
-            put_spans(buf, first, &spans);
         }
     }
 }
