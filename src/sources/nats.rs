@@ -1,0 +1,430 @@
+//! The NATS source: broker round trip, stream sizes and consumer lag.
+//!
+//! Liveness comes from a request the broker itself answers (`$JS.API.INFO`), bounded by
+//! `nats.timeout`: a frozen or partitioned broker keeps its TCP connection open and fires no client
+//! event, so waiting for the client's ping timeout would take minutes. A disconnected client
+//! (stopped broker) is reported at once from the connection state, with the last connect error.
+//! `query_account` is not used: it fails on nats-server 2.9.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::{self, consumer, context::RequestErrorKind};
+use async_nats::{Client, ConnectOptions, Event, Request};
+use futures::TryStreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::spawn::{Reading, Reporter, Sampler, every, root_cause, seconds};
+use super::{SourceId, SourceStatus, SourceTx};
+use crate::config::{NatsConfig, NatsWatch};
+use crate::redact::{self, Redactor};
+
+/// The connection name the broker shows in `/connz`.
+pub const CLIENT_NAME: &str = "gameday-console";
+
+/// Samples the broker every `interval` until `cancel` fires.
+pub async fn run(
+    config: NatsConfig,
+    interval: Duration,
+    redactor: Redactor,
+    tx: SourceTx,
+    cancel: CancellationToken,
+) {
+    let mut reporter = Reporter::new(SourceId::nats(), tx, cancel.clone());
+    if !reporter.status(SourceStatus::Connecting).await {
+        return;
+    }
+    let mut sampler = NatsSampler::new(config, redactor);
+    every(interval, &mut reporter, cancel, &mut sampler).await;
+    sampler.close().await;
+}
+
+/// What to read each round: every stream, or the watched ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Targets {
+    Everything,
+    /// Stream name → which of its consumers.
+    Streams(BTreeMap<String, Consumers>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Consumers {
+    All,
+    Named(BTreeSet<String>),
+}
+
+impl Targets {
+    /// An empty watch list means everything; a watch entry without a consumer means every
+    /// consumer of that stream, and wins over entries naming consumers of the same stream.
+    pub(crate) fn from_watch(watch: &[NatsWatch]) -> Targets {
+        if watch.is_empty() {
+            return Targets::Everything;
+        }
+        let mut streams: BTreeMap<String, Consumers> = BTreeMap::new();
+        for entry in watch {
+            let slot = streams
+                .entry(entry.stream.clone())
+                .or_insert_with(|| Consumers::Named(BTreeSet::new()));
+            match (&entry.consumer, slot) {
+                (None, slot) => *slot = Consumers::All,
+                (Some(_), Consumers::All) => {}
+                (Some(name), Consumers::Named(names)) => {
+                    names.insert(name.clone());
+                }
+            }
+        }
+        Targets::Streams(streams)
+    }
+}
+
+/// The metric keys of one consumer.
+fn consumer_values(out: &mut Vec<(String, f64)>, stream: &str, info: &consumer::Info) {
+    let prefix = format!("nats.{stream}.{}", info.name);
+    out.push((format!("{prefix}.pending"), info.num_pending as f64));
+    out.push((format!("{prefix}.ack_pending"), info.num_ack_pending as f64));
+    out.push((format!("{prefix}.redelivered"), info.num_redelivered as f64));
+    out.push((format!("{prefix}.waiting"), info.num_waiting as f64));
+}
+
+/// Why a round stopped early: the broker did not answer, so it counts as down. (An error the
+/// broker answers about one stream or consumer is a note instead.)
+type Unanswered = String;
+
+struct Connection {
+    client: Client,
+    jetstream: jetstream::Context,
+}
+
+impl Sampler for NatsSampler {
+    async fn read(&mut self) -> Reading {
+        self.round().await
+    }
+}
+
+struct NatsSampler {
+    config: NatsConfig,
+    timeout: Duration,
+    targets: Targets,
+    redactor: Redactor,
+    connection: Option<Connection>,
+    /// The last connection error the client reported (cleared on connect).
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl NatsSampler {
+    fn new(config: NatsConfig, redactor: Redactor) -> Self {
+        NatsSampler {
+            timeout: config.timeout.get(),
+            targets: Targets::from_watch(&config.watch),
+            config,
+            redactor,
+            connection: None,
+            last_error: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn down(&self, reason: impl AsRef<str>) -> Reading {
+        Reading::Down {
+            reason: self.redactor.text(reason.as_ref()).into_owned(),
+            values: vec![("nats.up".into(), 0.0)],
+        }
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Creates the client once; it then reconnects by itself, forever, with short delays.
+    async fn connect(&mut self) -> Result<&Connection, String> {
+        if self.connection.is_none() {
+            let last_error = self.last_error.clone();
+            let mut options = ConnectOptions::new()
+                .name(CLIENT_NAME)
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .reconnect_delay_callback(|attempt| {
+                    Duration::from_millis(100 * attempt as u64).min(Duration::from_secs(1))
+                })
+                .connection_timeout(self.timeout)
+                .request_timeout(Some(self.timeout))
+                // A dead peer that never closed the socket is replaced within ~3 pings.
+                .ping_interval(Duration::from_secs(5))
+                .event_callback(move |event| {
+                    record_event(&last_error, &event);
+                    async {}
+                });
+            if let (Some(user), Some(password)) = (&self.config.user, &self.config.password) {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            if let Some(token) = &self.config.token {
+                options = options.token(token.clone());
+            }
+            // With retry_on_initial_connect this returns at once; the bound is for safety.
+            let client = tokio::time::timeout(self.timeout, options.connect(&self.config.url))
+                .await
+                .map_err(|_| format!("connect did not return within {}", seconds(self.timeout)))?
+                .map_err(|e| format!("cannot connect to {}: {e}", redact::url(&self.config.url)))?;
+            let jetstream = jetstream::ContextBuilder::new()
+                .timeout(self.timeout)
+                .build(client.clone());
+            self.connection = Some(Connection { client, jetstream });
+        }
+        Ok(self.connection.as_ref().expect("set above"))
+    }
+
+    async fn round(&mut self) -> Reading {
+        let timeout = self.timeout;
+        let connection = match self.connect().await {
+            Ok(connection) => connection,
+            Err(reason) => return self.down(reason),
+        };
+        let client = connection.client.clone();
+        let jetstream = connection.jetstream.clone();
+        match client.connection_state() {
+            State::Connected => {}
+            state => {
+                let what = if state == State::Pending {
+                    "not connected yet"
+                } else {
+                    "disconnected"
+                };
+                let reason = match self.last_error() {
+                    Some(error) => format!("{what}: {error}"),
+                    None => format!("{what} from {}", redact::url(&self.config.url)),
+                };
+                return self.down(reason);
+            }
+        }
+
+        let (rtt, jetstream_enabled) = match round_trip(&client, timeout).await {
+            Ok(answer) => answer,
+            Err(reason) => return self.down(reason),
+        };
+        let mut values = vec![
+            ("nats.up".to_string(), 1.0),
+            ("nats.rtt_ms".to_string(), rtt.as_secs_f64() * 1000.0),
+        ];
+        let mut notes = Vec::new();
+        if !jetstream_enabled {
+            notes.push("JetStream is not enabled on this server".to_string());
+            return Reading::Up { values, notes };
+        }
+        // Each request is bounded by the JetStream timeout; the round as a whole by a few of them.
+        let round_limit = timeout * 4;
+        let streams = tokio::time::timeout(
+            round_limit,
+            read_streams(&jetstream, &self.targets, timeout, &mut values, &mut notes),
+        )
+        .await;
+        match streams {
+            Ok(Ok(())) => Reading::Up { values, notes },
+            Ok(Err(reason)) => self.down(reason),
+            Err(_) => self.down(format!(
+                "stream and consumer info took longer than {}",
+                seconds(round_limit)
+            )),
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            // Draining a frozen broker would hang; a bounded drain is a courtesy.
+            let _ = tokio::time::timeout(self.timeout, connection.client.drain()).await;
+        }
+    }
+}
+
+fn record_event(last_error: &Mutex<Option<String>>, event: &Event) {
+    let Ok(mut slot) = last_error.lock() else {
+        return;
+    };
+    match event {
+        Event::Connected => *slot = None,
+        Event::ClientError(error) => {
+            let text = error.to_string();
+            *slot = Some(text.strip_prefix("nats: ").unwrap_or(&text).to_string());
+        }
+        Event::ServerError(error) => *slot = Some(format!("server error: {error}")),
+        _ => {}
+    }
+}
+
+fn no_answer(timeout: Duration) -> Unanswered {
+    format!(
+        "no answer within {} (frozen or partitioned?)",
+        seconds(timeout)
+    )
+}
+
+/// Times a request the broker answers itself. "No responders" is an answer too: the server is
+/// alive, only JetStream is off.
+async fn round_trip(client: &Client, timeout: Duration) -> Result<(Duration, bool), Unanswered> {
+    let started = Instant::now();
+    let request = Request::new().timeout(Some(timeout));
+    let answer = tokio::time::timeout(
+        timeout + Duration::from_millis(100),
+        client.send_request("$JS.API.INFO", request),
+    )
+    .await;
+    let rtt = started.elapsed();
+    match answer {
+        Err(_) => Err(no_answer(timeout)),
+        Ok(Ok(_)) => Ok((rtt, true)),
+        Ok(Err(e)) => match e.kind() {
+            async_nats::client::RequestErrorKind::NoResponders => Ok((rtt, false)),
+            async_nats::client::RequestErrorKind::TimedOut => Err(no_answer(timeout)),
+            _ => Err(format!("request failed: {}", root_cause(&e))),
+        },
+    }
+}
+
+/// JetStream request failures: a timeout or no responders means the broker is not answering.
+fn request_failure(
+    kind: &RequestErrorKind,
+    error: &dyn std::fmt::Display,
+    timeout: Duration,
+) -> Unanswered {
+    match kind {
+        RequestErrorKind::TimedOut => no_answer(timeout),
+        _ => format!("JetStream request failed: {error}"),
+    }
+}
+
+async fn read_streams(
+    js: &jetstream::Context,
+    targets: &Targets,
+    timeout: Duration,
+    values: &mut Vec<(String, f64)>,
+    notes: &mut Vec<String>,
+) -> Result<(), Unanswered> {
+    match targets {
+        Targets::Everything => {
+            let streams: Vec<_> = js
+                .streams()
+                .try_collect()
+                .await
+                .map_err(|e| request_failure(&e.kind(), &e, timeout))?;
+            for info in streams {
+                let name = info.config.name.clone();
+                values.push((format!("nats.{name}.messages"), info.state.messages as f64));
+                let stream = js
+                    .get_stream_no_info(&name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                read_all_consumers(&stream, &name, timeout, values, notes).await?;
+            }
+        }
+        Targets::Streams(streams) => {
+            for (name, consumers) in streams {
+                let stream = match js.get_stream(name).await {
+                    Ok(stream) => stream,
+                    Err(e) => match e.kind() {
+                        jetstream::context::GetStreamErrorKind::Request => {
+                            return Err(no_answer_or(&e, timeout));
+                        }
+                        _ => {
+                            notes.push(format!("stream {name}: {}", describe_stream_error(&e)));
+                            continue;
+                        }
+                    },
+                };
+                values.push((
+                    format!("nats.{name}.messages"),
+                    stream.cached_info().state.messages as f64,
+                ));
+                match consumers {
+                    Consumers::All => {
+                        read_all_consumers(&stream, name, timeout, values, notes).await?
+                    }
+                    Consumers::Named(names) => {
+                        for consumer in names {
+                            read_consumer(&stream, name, consumer, timeout, values, notes).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `get_stream` transport failure: its source says whether it timed out.
+fn no_answer_or(error: &jetstream::context::GetStreamError, timeout: Duration) -> Unanswered {
+    let text = root_cause(error);
+    if text.contains("timed out") {
+        no_answer(timeout)
+    } else {
+        format!("JetStream request failed: {text}")
+    }
+}
+
+fn describe_stream_error(error: &jetstream::context::GetStreamError) -> String {
+    match error.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            "not found".to_string()
+        }
+        jetstream::context::GetStreamErrorKind::JetStream(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn read_all_consumers<I>(
+    stream: &jetstream::stream::Stream<I>,
+    stream_name: &str,
+    timeout: Duration,
+    values: &mut Vec<(String, f64)>,
+    notes: &mut Vec<String>,
+) -> Result<(), Unanswered> {
+    match stream.consumers().try_collect::<Vec<_>>().await {
+        Ok(infos) => {
+            for info in &infos {
+                consumer_values(values, stream_name, info);
+            }
+            Ok(())
+        }
+        Err(e) => match e.kind() {
+            RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => {
+                Err(request_failure(&e.kind(), &e, timeout))
+            }
+            // The server answered with an error (the stream went away meanwhile).
+            _ => {
+                notes.push(format!("consumers of {stream_name}: {e}"));
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn read_consumer<I>(
+    stream: &jetstream::stream::Stream<I>,
+    stream_name: &str,
+    consumer: &str,
+    timeout: Duration,
+    values: &mut Vec<(String, f64)>,
+    notes: &mut Vec<String>,
+) -> Result<(), Unanswered> {
+    use jetstream::context::ConsumerInfoErrorKind as Kind;
+    match stream.consumer_info(consumer).await {
+        Ok(info) => {
+            consumer_values(values, stream_name, &info);
+            Ok(())
+        }
+        Err(e) => match e.kind() {
+            Kind::TimedOut => Err(no_answer(timeout)),
+            Kind::NoResponders | Kind::Request => Err(format!("JetStream request failed: {e}")),
+            Kind::NotFound => {
+                notes.push(format!("consumer {stream_name}.{consumer}: not found"));
+                Ok(())
+            }
+            _ => {
+                notes.push(format!("consumer {stream_name}.{consumer}: {e}"));
+                Ok(())
+            }
+        },
+    }
+}
