@@ -428,3 +428,40 @@ async fn read_consumer<I>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(stream: &str, consumer: Option<&str>) -> NatsWatch {
+        NatsWatch {
+            stream: stream.into(),
+            consumer: consumer.map(str::to_string),
+            warn: None,
+            crit: None,
+        }
+    }
+
+    #[test]
+    fn an_empty_watch_list_means_every_stream() {
+        assert_eq!(Targets::from_watch(&[]), Targets::Everything);
+    }
+
+    #[test]
+    fn a_stream_without_consumer_means_all_its_consumers() {
+        let targets = Targets::from_watch(&[
+            watch("TASKS", Some("workers")),
+            watch("TASKS", None),
+            watch("EVENTS", Some("audit")),
+            watch("EVENTS", Some("mailer")),
+        ]);
+        let expected = BTreeMap::from([
+            ("TASKS".to_string(), Consumers::All),
+            (
+                "EVENTS".to_string(),
+                Consumers::Named(BTreeSet::from(["audit".into(), "mailer".into()])),
+            ),
+        ]);
+        assert_eq!(targets, Targets::Streams(expected));
+    }
+}

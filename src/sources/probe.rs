@@ -174,3 +174,197 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
         _ => root_cause(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::sources::CHANNEL_CAPACITY;
+    use crate::sources::spawn::testing::Watch;
+    use crate::toml_input::Dur;
+
+    /// A real HTTP server on 127.0.0.1 with one route per behaviour the tests need.
+    async fn serve() -> SocketAddr {
+        let app = Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route(
+                "/broken",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/tasks",
+                post(|headers: HeaderMap, body: String| async move {
+                    let json = headers
+                        .get("content-type")
+                        .is_some_and(|v| v == "application/json");
+                    if json && body == r#"{"title":"probe"}"# {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    fn probe(url: String) -> ProbeConfig {
+        ProbeConfig {
+            name: "api".into(),
+            method: "GET".into(),
+            url,
+            body: None,
+            headers: BTreeMap::new(),
+            expect: vec![200],
+            interval: Dur::from_millis(100),
+            timeout: Dur::from_secs(2),
+            warn_ms: None,
+            crit_ms: None,
+        }
+    }
+
+    struct Running {
+        watch: Watch,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(config: ProbeConfig) -> Running {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(config, Redactor::default(), tx, cancel.clone()));
+        Running {
+            watch: Watch::new(rx),
+            cancel,
+            task,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.cancel.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("the probe stops when cancelled")
+                .unwrap();
+        }
+    }
+
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn an_expected_status_is_ok_with_its_latency() {
+        let addr = serve().await;
+        let mut probe = start(probe(format!("http://{addr}/ok")));
+        probe
+            .watch
+            .until(WITHIN, "three answered probes", |w| {
+                w.value("probe.api.status.200") >= Some(3.0)
+            })
+            .await;
+        let w = &probe.watch;
+        assert!(w.is_up());
+        assert_eq!(w.statuses[0], SourceStatus::Connecting);
+        assert_eq!(w.value("probe.api.ok"), Some(1.0));
+        let latency = w.value("probe.api.latency_ms").unwrap();
+        assert!(latency > 0.0 && latency < 2000.0, "latency {latency} ms");
+        assert_eq!(w.value("probe.api.errors"), Some(0.0));
+        probe.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_configured_method_headers_and_body_are_sent() {
+        let addr = serve().await;
+        let mut config = probe(format!("http://{addr}/tasks"));
+        config.method = "POST".into();
+        config.body = Some(r#"{"title":"probe"}"#.into());
+        config
+            .headers
+            .insert("content-type".into(), "application/json".into());
+        config.expect = vec![202];
+        let mut probe = start(config);
+        probe
+            .watch
+            .until(WITHIN, "the POST is accepted", |w| {
+                w.value("probe.api.ok") == Some(1.0)
+            })
+            .await;
+        assert_eq!(probe.watch.value("probe.api.status.202"), Some(1.0));
+        assert_eq!(probe.watch.value("probe.api.status.400"), None);
+        probe.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_unexpected_status_is_not_ok_but_still_up() {
+        let addr = serve().await;
+        let mut probe = start(probe(format!("http://{addr}/broken")));
+        probe
+            .watch
+            .until(WITHIN, "two 503 answers", |w| {
+                w.value("probe.api.status.503") >= Some(2.0)
+            })
+            .await;
+        let w = &probe.watch;
+        assert!(w.is_up(), "the target answers, so it is up: {:?}", w.status);
+        assert_eq!(w.value("probe.api.ok"), Some(0.0));
+        assert!(w.value("probe.api.latency_ms").is_some());
+        probe.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_down_with_the_reason() {
+        // A port that was just free: nothing listens there.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut probe = start(probe(format!("http://127.0.0.1:{port}/ok")));
+        probe
+            .watch
+            .until(WITHIN, "down, with errors counted", |w| {
+                w.down_reason().is_some() && w.value("probe.api.errors") >= Some(2.0)
+            })
+            .await;
+        assert_eq!(probe.watch.down_reason(), Some("connection refused"));
+        assert_eq!(probe.watch.value("probe.api.ok"), Some(0.0));
+        probe.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_probe_timeout_is_honoured() {
+        let addr = serve().await;
+        let mut config = probe(format!("http://{addr}/slow"));
+        config.timeout = Dur::from_millis(300);
+        config.interval = Dur::from_secs(1);
+        let mut probe = start(config);
+        let took = probe
+            .watch
+            .until(WITHIN, "down after the timeout, the error counted", |w| {
+                w.down_reason().is_some() && w.value("probe.api.errors").is_some()
+            })
+            .await;
+        assert_eq!(
+            probe.watch.down_reason(),
+            Some("timeout: no response within 0.3s")
+        );
+        // The server answers after 5 s; the probe gives up after its own 300 ms.
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        assert_eq!(probe.watch.value("probe.api.errors"), Some(1.0));
+        probe.stop().await;
+    }
+}
