@@ -431,7 +431,281 @@ async fn read_consumer<I>(
 
 #[cfg(test)]
 mod tests {
+    use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+    use async_nats::jetstream::stream;
+    use futures::StreamExt;
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{NatsOptions, NatsServer};
+    use crate::sources::CHANNEL_CAPACITY;
+    use crate::sources::spawn::testing::Watch;
+    use crate::toml_input::Dur;
+
+    /// The claim under test: down within 3 s of a stop or a freeze.
+    const DOWN_WITHIN: Duration = Duration::from_secs(3);
+    const WITHIN: Duration = Duration::from_secs(15);
+
+    async fn start_server(name: &str) -> NatsServer {
+        NatsServer::start(NatsOptions::new(test_dir(name)))
+            .await
+            .expect("start nats-server")
+    }
+
+    fn config(server: &NatsServer, watch: Vec<NatsWatch>) -> NatsConfig {
+        NatsConfig {
+            url: server.client_url(),
+            monitor_url: None,
+            timeout: Dur::from_millis(1500),
+            user: None,
+            password: None,
+            token: None,
+            watch,
+        }
+    }
+
+    struct Running {
+        watch: Watch,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start_source(config: NatsConfig, interval: Duration) -> Running {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            config,
+            interval,
+            Redactor::default(),
+            tx,
+            cancel.clone(),
+        ));
+        Running {
+            watch: Watch::new(rx),
+            cancel,
+            task,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.cancel.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("the source stops when cancelled")
+                .unwrap();
+        }
+    }
+
+    /// A stream `name` on `name.>` with a durable pull consumer that must ack explicitly.
+    async fn stream_with_consumer(
+        js: &jetstream::Context,
+        name: &str,
+        consumer: &str,
+    ) -> PullConsumer {
+        let stream = js
+            .create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![format!("{name}.>")],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(consumer.into()),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn publish(js: &jetstream::Context, subject: &str, count: usize) {
+        for i in 0..count {
+            js.publish(subject.to_string(), format!("task {i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn test_client(server: &NatsServer) -> jetstream::Context {
+        jetstream::new(async_nats::connect(server.client_url()).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn undelivered_and_unacked_messages_are_pending_and_ack_pending() {
+        let server = start_server("nats-lag").await;
+        let js = test_client(&server).await;
+        let consumer = stream_with_consumer(&js, "TASKS", "workers").await;
+        publish(&js, "TASKS.new", 100).await;
+
+        let watch = vec![watch("TASKS", Some("workers"))];
+        let mut source = start_source(config(&server, watch), Duration::from_millis(200));
+        source
+            .watch
+            .until(WITHIN, "100 pending", |w| {
+                w.value("nats.TASKS.workers.pending") == Some(100.0)
+            })
+            .await;
+        assert!(source.watch.is_up());
+        assert_eq!(source.watch.value("nats.TASKS.messages"), Some(100.0));
+        assert_eq!(source.watch.value("nats.up"), Some(1.0));
+        let rtt = source.watch.value("nats.rtt_ms").unwrap();
+        assert!(rtt > 0.0 && rtt < 1500.0, "rtt {rtt} ms");
+
+        // A worker takes 10 and never acks them.
+        let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
+        let mut taken = 0;
+        while let Some(message) = batch.next().await {
+            message.unwrap();
+            taken += 1;
+        }
+        assert_eq!(taken, 10);
+        source
+            .watch
+            .until(WITHIN, "10 ack pending, 90 pending", |w| {
+                w.value("nats.TASKS.workers.ack_pending") == Some(10.0)
+                    && w.value("nats.TASKS.workers.pending") == Some(90.0)
+            })
+            .await;
+        assert_eq!(
+            source.watch.value("nats.TASKS.workers.redelivered"),
+            Some(0.0)
+        );
+        assert_eq!(source.watch.value("nats.TASKS.workers.waiting"), Some(0.0));
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_empty_watch_list_discovers_every_stream_and_consumer() {
+        let server = start_server("nats-discover").await;
+        let js = test_client(&server).await;
+        stream_with_consumer(&js, "ORDERS", "billing").await;
+        stream_with_consumer(&js, "EVENTS", "audit").await;
+        js.get_stream("EVENTS")
+            .await
+            .unwrap()
+            .create_consumer(pull::Config {
+                durable_name: Some("mailer".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        publish(&js, "ORDERS.placed", 3).await;
+        publish(&js, "EVENTS.seen", 5).await;
+
+        let mut source = start_source(config(&server, vec![]), Duration::from_millis(200));
+        source
+            .watch
+            .until(WITHIN, "every stream and consumer", |w| {
+                w.value("nats.ORDERS.messages") == Some(3.0)
+                    && w.value("nats.EVENTS.messages") == Some(5.0)
+                    && w.value("nats.ORDERS.billing.pending") == Some(3.0)
+                    && w.value("nats.EVENTS.audit.pending") == Some(5.0)
+                    && w.value("nats.EVENTS.mailer.pending") == Some(5.0)
+            })
+            .await;
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_stream_or_consumer_is_a_missing_key_not_a_down_broker() {
+        let server = start_server("nats-missing").await;
+        let js = test_client(&server).await;
+        stream_with_consumer(&js, "TASKS", "workers").await;
+        publish(&js, "TASKS.new", 2).await;
+
+        let watch = vec![
+            watch("TASKS", Some("workers")),
+            watch("TASKS", Some("ghost")),
+            watch("NOPE", None),
+        ];
+        let mut source = start_source(config(&server, watch), Duration::from_millis(200));
+        source
+            .watch
+            .until(WITHIN, "the real consumer read twice", |w| {
+                w.value("nats.TASKS.workers.pending") == Some(2.0)
+            })
+            .await;
+        assert!(source.watch.is_up(), "status: {:?}", source.watch.status);
+        assert!(
+            source
+                .watch
+                .latest
+                .keys()
+                .all(|k| !k.contains("ghost") && !k.starts_with("nats.NOPE")),
+            "keys: {:?}",
+            source.watch.latest.keys()
+        );
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_stopped_broker_is_down_within_3s_and_up_after_restart() {
+        let mut server = start_server("nats-stop").await;
+        let mut source = start_source(config(&server, vec![]), Duration::from_secs(1));
+        source.watch.until(WITHIN, "up", |w| w.is_up()).await;
+
+        let stopped = Instant::now();
+        server.stop().await.unwrap();
+        source
+            .watch
+            .until(WITHIN, "down after stop", |w| w.down_reason().is_some())
+            .await;
+        let time_to_down = stopped.elapsed();
+        let reason = source.watch.down_reason().unwrap().to_string();
+        eprintln!("nats stop: down after {time_to_down:?}: {reason}");
+        assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
+        assert!(
+            reason.starts_with("disconnected"),
+            "the reason says the connection is lost: {reason}"
+        );
+
+        server.start_again().await.unwrap();
+        let restarted = Instant::now();
+        source
+            .watch
+            .until(WITHIN, "up after restart", |w| {
+                w.is_up() && w.value("nats.up") == Some(1.0)
+            })
+            .await;
+        eprintln!("nats restart: up after {:?}", restarted.elapsed());
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_frozen_broker_is_down_within_3s_and_up_after_thaw() {
+        let server = start_server("nats-freeze").await;
+        let mut source = start_source(config(&server, vec![]), Duration::from_secs(1));
+        source.watch.until(WITHIN, "up", |w| w.is_up()).await;
+
+        let frozen = Instant::now();
+        server.freeze().unwrap();
+        source
+            .watch
+            .until(WITHIN, "down while frozen", |w| w.down_reason().is_some())
+            .await;
+        let time_to_down = frozen.elapsed();
+        eprintln!("nats freeze: down after {time_to_down:?}");
+        assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
+        assert_eq!(
+            source.watch.down_reason(),
+            Some("no answer within 1.5s (frozen or partitioned?)")
+        );
+
+        server.thaw().unwrap();
+        let thawed = Instant::now();
+        source
+            .watch
+            .until(WITHIN, "up after thaw", |w| w.is_up())
+            .await;
+        eprintln!("nats thaw: up after {:?}", thawed.elapsed());
+        source.stop().await;
+    }
 
     fn watch(stream: &str, consumer: Option<&str>) -> NatsWatch {
         NatsWatch {

@@ -47,6 +47,9 @@ pub async fn run(
 
 /// One round trip for everything but the gauges. Rows are (kind, name, value). The console's own
 /// connection counts in `used` (it takes a slot) but not in the per-state and per-app counts.
+/// Without the privileges of `pg_read_all_stats` (e.g. via `pg_monitor`) PostgreSQL hides the
+/// backend type and state of other roles' sessions, so the `privileged` row says whether the
+/// counts can be trusted.
 const SAMPLE_SQL: &str = "\
 with backends as (
     select pid = pg_backend_pid() as is_console,
@@ -68,7 +71,9 @@ select 'state', state, count(*)::float8 from others group by state
 union all
 select 'app', app, count(*)::float8 from others group by app
 union all
-select 'waiting', '', count(*)::float8 from others where wait_event_type = 'Lock'";
+select 'waiting', '', count(*)::float8 from others where wait_event_type = 'Lock'
+union all
+select 'privileged', '', pg_has_role('pg_read_all_stats', 'USAGE')::int::float8";
 
 /// The states always reported, so their charts start at 0 rather than appearing late.
 const COMMON_STATES: [&str; 3] = ["active", "idle", "idle_in_transaction"];
@@ -156,8 +161,9 @@ fn gauge_sql(gauge: &GaugeConfig) -> String {
 pub(crate) enum PgOutcome {
     Up {
         values: Vec<(String, f64)>,
-        /// One entry per gauge that failed: "gauge <name>: <error>".
-        gauge_errors: Vec<String>,
+        /// Problems that leave the server up: one per gauge that failed ("gauge <name>: <error>"),
+        /// missing privileges.
+        notes: Vec<String>,
     },
     Down(String),
 }
@@ -258,8 +264,16 @@ impl PgSampler {
         };
         let mut values = values_from_rows(&rows, &self.config.pools);
         values.push(("pg.probe_ms".into(), probe_ms));
+        let mut notes = Vec::new();
+        if rows
+            .iter()
+            .any(|(kind, _, v)| kind == "privileged" && *v == 0.0)
+        {
+            notes.push(
+                "the console's role cannot see other roles' sessions; grant it pg_monitor".into(),
+            );
+        }
 
-        let mut gauge_errors = Vec::new();
         for (name, sql) in &self.gauges {
             let connection = self.connection.as_mut().expect("still connected");
             let answer = tokio::time::timeout(
@@ -270,12 +284,12 @@ impl PgSampler {
             .await;
             match answer {
                 Ok(Ok(Some(value))) => values.push((format!("pg.gauge.{name}"), value)),
-                Ok(Ok(None)) => gauge_errors.push(format!("gauge {name}: returned no value")),
+                Ok(Ok(None)) => notes.push(format!("gauge {name}: returned no value")),
                 Ok(Err(e)) if is_connection_error(&e) => {
                     let reason = format!("gauge {name}: {}", describe(&e));
                     return self.lose_connection(reason);
                 }
-                Ok(Err(e)) => gauge_errors.push(format!("gauge {name}: {}", describe(&e))),
+                Ok(Err(e)) => notes.push(format!("gauge {name}: {}", describe(&e))),
                 Err(_) => {
                     let reason = self.no_answer(&format!("gauge {name}"));
                     return self.lose_connection(reason);
@@ -283,10 +297,7 @@ impl PgSampler {
             }
         }
         values.push(("pg.errors".into(), self.errors as f64));
-        PgOutcome::Up {
-            values,
-            gauge_errors,
-        }
+        PgOutcome::Up { values, notes }
     }
 
     /// After a failure mid-conversation the connection's state is unknown: drop it and reconnect
@@ -299,12 +310,9 @@ impl PgSampler {
 
     async fn round(&mut self) -> Reading {
         match self.sample().await {
-            PgOutcome::Up {
+            PgOutcome::Up { values, notes } => Reading::Up {
                 values,
-                gauge_errors,
-            } => Reading::Up {
-                values,
-                notes: gauge_errors
+                notes: notes
                     .iter()
                     .map(|n| self.redactor.text(n).into_owned())
                     .collect(),
@@ -357,7 +365,305 @@ fn describe(error: &sqlx::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{PgCluster, PgOptions};
+    use crate::sources::CHANNEL_CAPACITY;
+    use crate::sources::spawn::testing::Watch;
+    use crate::toml_input::Dur;
+
+    /// The claim under test: down within 3 s of a stop or a freeze.
+    const DOWN_WITHIN: Duration = Duration::from_secs(3);
+    const WITHIN: Duration = Duration::from_secs(20);
+
+    /// A server with `max_connections=40` and an ordinary role `console` (in `pg_monitor`) for
+    /// the source; returns the cluster and the console's URL.
+    async fn start_cluster(name: &str) -> (PgCluster, String) {
+        let mut options = PgOptions::new(test_dir(name));
+        options.max_connections = 40;
+        let cluster = PgCluster::start(options).await.expect("start postgres");
+        cluster.create_role("console", "s3cret").await.unwrap();
+        superuser_execute(&cluster, "grant pg_monitor to console").await;
+        let url = cluster.url_for("console", "s3cret", "postgres");
+        (cluster, url)
+    }
+
+    async fn superuser_execute(cluster: &PgCluster, sql: &'static str) {
+        let mut connection = cluster
+            .superuser_options("postgres")
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
+        connection.close().await.unwrap();
+    }
+
+    async fn superuser_scalar(cluster: &PgCluster, sql: &'static str) -> i64 {
+        let mut connection = cluster
+            .superuser_options("postgres")
+            .connect()
+            .await
+            .unwrap();
+        let value = sqlx::query_scalar(sql)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.unwrap();
+        value
+    }
+
+    /// `count` sessions named `application_name`, held until dropped.
+    async fn hold(
+        options: PgConnectOptions,
+        application_name: &str,
+        count: usize,
+    ) -> Vec<PgConnection> {
+        let options = options.application_name(application_name);
+        let mut held = Vec::new();
+        for _ in 0..count {
+            held.push(options.connect().await.unwrap());
+        }
+        held
+    }
+
+    fn config(url: String) -> PostgresConfig {
+        PostgresConfig {
+            url,
+            timeout: Dur::from_millis(1500),
+            warn: 0.8,
+            crit: 0.95,
+            pools: vec![pool("drill", 10, 10)],
+            gauges: vec![],
+        }
+    }
+
+    struct Running {
+        watch: Watch,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start_source(config: PostgresConfig, interval: Duration) -> Running {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            config,
+            interval,
+            Redactor::default(),
+            tx,
+            cancel.clone(),
+        ));
+        Running {
+            watch: Watch::new(rx),
+            cancel,
+            task,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.cancel.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("the source stops when cancelled")
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pool_holding_its_capacity_reads_full_utilization() {
+        let (cluster, url) = start_cluster("pg-app").await;
+        let drill = hold(cluster.superuser_options("postgres"), "drill", 20).await;
+        let mut source = start_source(config(url), Duration::from_millis(200));
+        source
+            .watch
+            .until(WITHIN, "20 drill connections", |w| {
+                w.value("pg.app.drill.connections") == Some(20.0)
+            })
+            .await;
+        let w = &source.watch;
+        assert!(w.is_up());
+        assert_eq!(w.value("pg.up"), Some(1.0));
+        assert_eq!(w.value("pg.app.drill.utilization"), Some(1.0));
+        let usable = superuser_scalar(
+            &cluster,
+            "select (current_setting('max_connections')::int \
+             - current_setting('superuser_reserved_connections')::int)::int8",
+        )
+        .await;
+        assert_eq!(usable, 37);
+        assert_eq!(w.value("pg.connections.max"), Some(usable as f64));
+        let used = w.value("pg.connections.used").unwrap();
+        assert!(used >= 21.0, "20 drill sessions and the console: {used}");
+        assert_eq!(
+            w.value("pg.connections.utilization"),
+            Some(used / usable as f64)
+        );
+        assert!(w.value("pg.connections.idle").unwrap() >= 20.0);
+        assert!(w.value("pg.probe_ms").is_some());
+        assert_eq!(w.value("pg.errors"), Some(0.0));
+        assert_eq!(
+            w.value("pg.app.gameday-console.connections"),
+            None,
+            "the console's own session is not counted as an app"
+        );
+        let console_sessions = superuser_scalar(
+            &cluster,
+            "select count(*) from pg_stat_activity where application_name = 'gameday-console'",
+        )
+        .await;
+        assert_eq!(console_sessions, 1, "one dedicated connection, named");
+
+        drop(drill);
+        source
+            .watch
+            .until(WITHIN, "the drill sessions gone", |w| {
+                w.value("pg.app.drill.connections") == Some(0.0)
+                    && w.value("pg.app.drill.utilization") == Some(0.0)
+            })
+            .await;
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn each_gauge_reports_its_value_or_its_own_error() {
+        let (cluster, url) = start_cluster("pg-gauges").await;
+        superuser_execute(
+            &cluster,
+            "create table retry_queue (id int); insert into retry_queue values (1), (2), (3); \
+             grant select on retry_queue to console",
+        )
+        .await;
+        let mut config = config(url);
+        config.gauges = vec![
+            GaugeConfig {
+                name: "retry_queue".into(),
+                sql: "select count(*) from retry_queue".into(),
+                warn: None,
+                crit: None,
+            },
+            GaugeConfig {
+                name: "broken".into(),
+                sql: "select count(*) from no_such_table".into(),
+                warn: None,
+                crit: None,
+            },
+        ];
+        let mut sampler = PgSampler::new(config, Redactor::default());
+        for round in 0..2 {
+            let PgOutcome::Up { values, notes } = sampler.sample().await else {
+                panic!("a broken gauge does not make the server down");
+            };
+            let values: BTreeMap<String, f64> = values.into_iter().collect();
+            assert_eq!(
+                values.get("pg.gauge.retry_queue"),
+                Some(&3.0),
+                "round {round}"
+            );
+            assert_eq!(values.get("pg.gauge.broken"), None);
+            assert_eq!(values.get("pg.up"), Some(&1.0));
+            assert_eq!(
+                notes,
+                vec![r#"gauge broken: relation "no_such_table" does not exist (42P01)"#]
+            );
+        }
+        sampler.close().await;
+    }
+
+    #[tokio::test]
+    async fn too_many_clients_is_down_with_the_reason_and_counted() {
+        let (cluster, url) = start_cluster("pg-full").await;
+        cluster.create_role("hog", "hog").await.unwrap();
+        let hog_options =
+            PgConnectOptions::from_str(&cluster.url_for("hog", "hog", "postgres")).unwrap();
+        // Every slot an ordinary role may use.
+        let hogs = hold(hog_options, "hog", 37).await;
+        let mut source = start_source(config(url), Duration::from_millis(200));
+        source
+            .watch
+            .until(WITHIN, "down, two failed connects", |w| {
+                w.down_reason().is_some() && w.value("pg.errors") >= Some(2.0)
+            })
+            .await;
+        let reason = source.watch.down_reason().unwrap();
+        assert!(
+            reason.starts_with("cannot connect:") && reason.ends_with("(53300)"),
+            "{reason}"
+        );
+        assert_eq!(source.watch.value("pg.up"), Some(0.0));
+
+        drop(hogs);
+        source
+            .watch
+            .until(WITHIN, "up once slots are free", |w| w.is_up())
+            .await;
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_is_down_within_3s_and_up_after_start() {
+        let (mut cluster, url) = start_cluster("pg-stop").await;
+        let mut source = start_source(config(url), Duration::from_secs(1));
+        source.watch.until(WITHIN, "up", |w| w.is_up()).await;
+
+        let stopped = Instant::now();
+        cluster.stop().await.unwrap();
+        source
+            .watch
+            .until(WITHIN, "down after stop", |w| w.down_reason().is_some())
+            .await;
+        let time_to_down = stopped.elapsed();
+        eprintln!(
+            "pg stop: down after {time_to_down:?}: {}",
+            source.watch.down_reason().unwrap()
+        );
+        assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
+        assert_eq!(source.watch.value("pg.up"), Some(0.0));
+
+        cluster.start_again().await.unwrap();
+        let started = Instant::now();
+        source
+            .watch
+            .until(WITHIN, "up after start", |w| {
+                w.is_up() && w.value("pg.up") == Some(1.0)
+            })
+            .await;
+        eprintln!("pg start again: up after {:?}", started.elapsed());
+        source.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_frozen_server_is_down_within_3s_and_up_after_thaw() {
+        let (cluster, url) = start_cluster("pg-freeze").await;
+        let mut source = start_source(config(url), Duration::from_secs(1));
+        source.watch.until(WITHIN, "up", |w| w.is_up()).await;
+
+        let frozen = Instant::now();
+        cluster.freeze().unwrap();
+        source
+            .watch
+            .until(WITHIN, "down while frozen", |w| w.down_reason().is_some())
+            .await;
+        let time_to_down = frozen.elapsed();
+        let reason = source.watch.down_reason().unwrap().to_string();
+        eprintln!("pg freeze: down after {time_to_down:?}: {reason}");
+        assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
+        assert!(
+            reason.ends_with("no answer within 1.5s (frozen or partitioned?)"),
+            "{reason}"
+        );
+
+        cluster.thaw().unwrap();
+        let thawed = Instant::now();
+        source
+            .watch
+            .until(WITHIN, "up after thaw", |w| w.is_up())
+            .await;
+        eprintln!("pg thaw: up after {:?}", thawed.elapsed());
+        source.stop().await;
+    }
 
     fn pool(name: &str, size: u32, max_overflow: u32) -> PoolConfig {
         PoolConfig {

@@ -223,8 +223,6 @@ pub(crate) mod testing {
         /// Every status in the order received.
         pub(crate) statuses: Vec<SourceStatus>,
         pub(crate) latest: BTreeMap<String, f64>,
-        /// Keys of the latest `Samples` event only.
-        pub(crate) last_batch: BTreeMap<String, f64>,
     }
 
     impl Watch {
@@ -234,7 +232,6 @@ pub(crate) mod testing {
                 status: None,
                 statuses: Vec::new(),
                 latest: BTreeMap::new(),
-                last_batch: BTreeMap::new(),
             }
         }
 
@@ -256,11 +253,7 @@ pub(crate) mod testing {
         fn apply(&mut self, event: SourceEvent) {
             match event {
                 SourceEvent::Samples { values, .. } => {
-                    self.last_batch.clear();
-                    for (key, value) in values {
-                        self.latest.insert(key.clone(), value);
-                        self.last_batch.insert(key, value);
-                    }
+                    self.latest.extend(values);
                 }
                 SourceEvent::Status { status, .. } => {
                     self.statuses.push(status.clone());
