@@ -191,8 +191,14 @@ impl NatsSampler {
                 } else {
                     "disconnected"
                 };
-                let reason = match self.last_error() {
-                    Some(error) => format!("{what}: {error}"),
+                // The client's error events carry only a kind ("IO error"); a TCP connect of
+                // our own says what is wrong with the server's address.
+                let cause = match first_server_address(&self.config.url) {
+                    Some(address) => Some(tcp_check(&address, timeout).await),
+                    None => self.last_error(),
+                };
+                let reason = match cause {
+                    Some(cause) => format!("{what}: {cause}"),
                     None => format!("{what} from {}", redact::url(&self.config.url)),
                 };
                 return self.down(reason);
@@ -249,6 +255,37 @@ fn record_event(last_error: &Mutex<Option<String>>, event: &Event) {
         }
         Event::ServerError(error) => *slot = Some(format!("server error: {error}")),
         _ => {}
+    }
+}
+
+/// `host:port` of the first server in a NATS URL list (`nats://u:p@h:4222,nats://h2:4222`).
+fn first_server_address(urls: &str) -> Option<String> {
+    let first = urls.split(',').next()?.trim();
+    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() {
+        return None;
+    }
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    Some(if has_port {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:4222")
+    })
+}
+
+/// What a plain TCP connect to the server finds: "127.0.0.1:4222: connection refused".
+async fn tcp_check(address: &str, timeout: Duration) -> String {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => format!("{address} accepts connections; the client is reconnecting"),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("{address}: connection refused")
+        }
+        Ok(Err(e)) => format!("{address}: {e}"),
+        Err(_) => format!("{address}: no answer within {}", seconds(timeout)),
     }
 }
 
@@ -660,9 +697,12 @@ mod tests {
         let reason = source.watch.down_reason().unwrap().to_string();
         eprintln!("nats stop: down after {time_to_down:?}: {reason}");
         assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
-        assert!(
-            reason.starts_with("disconnected"),
-            "the reason says the connection is lost: {reason}"
+        assert_eq!(
+            reason,
+            format!(
+                "disconnected: 127.0.0.1:{}: connection refused",
+                server.port()
+            )
         );
 
         server.start_again().await.unwrap();
@@ -713,6 +753,19 @@ mod tests {
             consumer: consumer.map(str::to_string),
             warn: None,
             crit: None,
+        }
+    }
+
+    #[test]
+    fn the_first_server_address_is_found_in_url_lists() {
+        let cases = [
+            ("nats://127.0.0.1:4222", "127.0.0.1:4222"),
+            ("nats://u:p@h1:5000,nats://h2:4222", "h1:5000"),
+            ("tls://tok@broker", "broker:4222"),
+            ("127.0.0.1:4333", "127.0.0.1:4333"),
+        ];
+        for (url, address) in cases {
+            assert_eq!(first_server_address(url).as_deref(), Some(address), "{url}");
         }
     }
 

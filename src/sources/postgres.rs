@@ -612,7 +612,9 @@ mod tests {
         cluster.stop().await.unwrap();
         source
             .watch
-            .until(WITHIN, "down after stop", |w| w.down_reason().is_some())
+            .until(WITHIN, "down after stop", |w| {
+                w.down_reason().is_some() && w.value("pg.up") == Some(0.0)
+            })
             .await;
         let time_to_down = stopped.elapsed();
         eprintln!(
@@ -620,7 +622,6 @@ mod tests {
             source.watch.down_reason().unwrap()
         );
         assert!(time_to_down < DOWN_WITHIN, "down after {time_to_down:?}");
-        assert_eq!(source.watch.value("pg.up"), Some(0.0));
 
         cluster.start_again().await.unwrap();
         let started = Instant::now();
