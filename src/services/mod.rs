@@ -213,6 +213,21 @@ mod tests {
             survivors.is_empty(),
             "processes left behind after their starter was killed: {survivors:?}"
         );
+
+        // The lab restarts from the same data after a console was killed; this also lets the
+        // new postmaster remove the shared memory segment the killed one had to leave behind.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cluster = PgCluster::start(PgOptions::new(dir.join("postgres"))).await;
+            assert!(
+                cluster.is_ok(),
+                "restart from the killed cluster's data: {:?}",
+                cluster.err()
+            );
+        });
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -674,4 +674,29 @@ mod tests {
         );
         fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn a_server_that_cannot_start_says_why_with_the_server_log() {
+        let dir = test_dir("nats-port-taken");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let options = NatsOptions {
+            port: Some(port),
+            ..NatsOptions::new(&dir)
+        };
+        let error = NatsServer::start(options).await.unwrap_err().to_string();
+        assert!(
+            error.starts_with("nats-server did not become ready"),
+            "{error}"
+        );
+        assert!(
+            error.contains("address already in use"),
+            "the server's own complaint: {error}"
+        );
+        assert!(
+            error.contains(&dir.join(LOG_FILE).display().to_string()),
+            "{error}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -5,6 +5,7 @@
 //! `postgres` user (they refuse to run as root); otherwise as the current user.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -95,6 +96,15 @@ impl PgCluster {
                     errno.into(),
                 )
             })?;
+            if let Some(blocking) = unsearchable_ancestor(dir, user.uid, user.gid) {
+                return Err(ServiceError::Failed(format!(
+                    "the postgres user cannot reach {}: {} is not searchable by it; \
+                     move the working directory, or `chmod o+x {}` (scripts/test does that)",
+                    dir.display(),
+                    blocking.display(),
+                    blocking.display()
+                )));
+            }
             Some((user.uid, user.gid))
         } else {
             None
@@ -336,6 +346,7 @@ impl PgCluster {
                 ))
             })?;
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        remove_stale_lock_file(&self.data_dir());
 
         let mut command = Command::new(self.bin_dir.join("postgres"));
         command
@@ -456,6 +467,40 @@ fn thaw_tree(postmaster: u32) -> std::io::Result<()> {
         signal(backend, Signal::SIGCONT)?;
     }
     signal(postmaster, Signal::SIGCONT)
+}
+
+/// Removes `postmaster.pid` if the postmaster it names is gone. Postgres does that itself for a
+/// vanished pid, but a killed postmaster whose orphan nobody reaps (a container whose init does
+/// not reap) stays a zombie, and its pid still looks in use.
+fn remove_stale_lock_file(data_dir: &Path) {
+    let lock_file = data_dir.join("postmaster.pid");
+    let Ok(contents) = fs::read_to_string(&lock_file) else {
+        return;
+    };
+    let owner = contents
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<u32>().ok());
+    if owner.is_some_and(|pid| !is_alive(pid)) {
+        let _ = fs::remove_file(&lock_file);
+    }
+}
+
+/// The first parent of `dir` that `uid`/`gid` may not search (mode bits only, ACLs ignored).
+fn unsearchable_ancestor(dir: &Path, uid: Uid, gid: Gid) -> Option<PathBuf> {
+    let dir = fs::canonicalize(dir).ok()?;
+    dir.ancestors().skip(1).find_map(|ancestor| {
+        let meta = fs::metadata(ancestor).ok()?;
+        let mode = meta.mode();
+        let searchable = if meta.uid() == uid.as_raw() {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid.as_raw() {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!searchable).then(|| ancestor.to_path_buf())
+    })
 }
 
 /// A port that was free a moment ago (postgres cannot pick one itself; a race is retried).
@@ -696,6 +741,31 @@ mod tests {
             "a thawed server accepts connections"
         );
         drop((open, cluster));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_cannot_start_says_why_with_the_server_log() {
+        let dir = test_dir("pg-port-taken");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let options = PgOptions {
+            port: Some(port),
+            ..PgOptions::new(&dir)
+        };
+        let error = PgCluster::start(options).await.unwrap_err().to_string();
+        assert!(
+            error.starts_with("postgres did not become ready"),
+            "{error}"
+        );
+        assert!(
+            error.contains("Address already in use"),
+            "the server's own complaint: {error}"
+        );
+        assert!(
+            error.contains(&dir.join(LOG_FILE).display().to_string()),
+            "{error}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
