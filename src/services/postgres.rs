@@ -346,7 +346,8 @@ impl PgCluster {
                 ))
             })?;
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        remove_stale_lock_file(&self.data_dir());
+        remove_stale_lock_file(&self.data_dir().join("postmaster.pid"));
+        remove_stale_lock_file(&dir.join(format!(".s.PGSQL.{}.lock", self.port)));
 
         let mut command = Command::new(self.bin_dir.join("postgres"));
         command
@@ -469,12 +470,12 @@ fn thaw_tree(postmaster: u32) -> std::io::Result<()> {
     signal(postmaster, Signal::SIGCONT)
 }
 
-/// Removes `postmaster.pid` if the postmaster it names is gone. Postgres does that itself for a
-/// vanished pid, but a killed postmaster whose orphan nobody reaps (a container whose init does
-/// not reap) stays a zombie, and its pid still looks in use.
-fn remove_stale_lock_file(data_dir: &Path) {
-    let lock_file = data_dir.join("postmaster.pid");
-    let Ok(contents) = fs::read_to_string(&lock_file) else {
+/// Removes a postgres lock file (`postmaster.pid`, the socket's `.lock`) if the postmaster it
+/// names is gone. Postgres does that itself for a vanished pid, but a killed postmaster that
+/// nobody reaps (a container whose init does not reap orphans) stays a zombie, and its pid
+/// still looks in use.
+fn remove_stale_lock_file(lock_file: &Path) {
+    let Ok(contents) = fs::read_to_string(lock_file) else {
         return;
     };
     let owner = contents
@@ -482,7 +483,7 @@ fn remove_stale_lock_file(data_dir: &Path) {
         .next()
         .and_then(|line| line.trim().parse::<u32>().ok());
     if owner.is_some_and(|pid| !is_alive(pid)) {
-        let _ = fs::remove_file(&lock_file);
+        let _ = fs::remove_file(lock_file);
     }
 }
 
