@@ -74,14 +74,8 @@ impl App {
             session: session.name.clone(),
             config: config.file.display().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            thresholds: config.thresholds(),
         })?;
-        let thresholds = config.thresholds();
-        if !thresholds.is_empty() {
-            let text = serde_json::to_string(&thresholds).unwrap_or_default();
-            timeline.append(EventKind::Info {
-                text: format!("thresholds {text}"),
-            })?;
-        }
         let mut state = AppState::new(config, session, theme);
         state.push_timeline(start);
         Ok(App {

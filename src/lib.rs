@@ -9,6 +9,7 @@ pub mod lab;
 pub mod metrics;
 pub mod proxy;
 pub mod redact;
+pub mod report;
 pub mod services;
 pub mod session;
 pub mod sources;

@@ -12,7 +12,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Level;
+use std::collections::BTreeMap;
+
+use crate::metrics::{Level, Threshold};
 use crate::redact::Redactor;
 
 pub const FILE_NAME: &str = "timeline.jsonl";
@@ -63,6 +65,9 @@ pub enum EventKind {
         session: String,
         config: String,
         version: String,
+        /// Warn/crit bounds by metric key, so a report can be rebuilt from this file alone.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        thresholds: BTreeMap<String, Threshold>,
     },
     SessionEnd {
         reason: String,
