@@ -16,3 +16,5 @@ pub mod sources;
 pub mod state;
 pub mod timeline;
 pub mod toml_input;
+pub mod logging;
+pub mod terminal;
