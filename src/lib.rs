@@ -1,6 +1,7 @@
 //! gameday: a terminal game-day console for chaos drills on NATS JetStream,
 //! PostgreSQL and outgoing webhooks. See ARCHITECTURE.md for the data flow.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod keymap;
@@ -8,8 +9,12 @@ pub mod lab;
 pub mod metrics;
 pub mod proxy;
 pub mod redact;
+pub mod report;
 pub mod services;
+pub mod session;
 pub mod sources;
 pub mod state;
 pub mod timeline;
 pub mod toml_input;
+pub mod logging;
+pub mod terminal;
