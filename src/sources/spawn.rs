@@ -293,6 +293,74 @@ mod tests {
     use crate::sources::CHANNEL_CAPACITY;
     use tokio::sync::mpsc;
 
+    /// Every configured source starts, reports under its own id, and stops on cancel.
+    #[tokio::test]
+    async fn every_configured_source_reports_and_stops_on_cancel() {
+        use std::collections::BTreeMap;
+        use std::path::Path;
+
+        use crate::services::testing::test_dir;
+        use crate::services::{NatsOptions, NatsServer, PgCluster, PgOptions};
+
+        let dir = test_dir("spawn-all");
+        let nats = NatsServer::start(NatsOptions::new(dir.join("nats")))
+            .await
+            .unwrap();
+        let postgres = PgCluster::start(PgOptions::new(dir.join("postgres")))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let text = format!(
+            r#"
+            [console]
+            sample_interval = "200ms"
+            [nats]
+            url = "{}"
+            [postgres]
+            url = "{}"
+            [[probe]]
+            name = "api"
+            url = "http://{http}/health"
+            interval = "200ms"
+            "#,
+            nats.client_url(),
+            postgres.superuser_url("postgres"),
+        );
+        let config = Config::from_text(Path::new("gameday.toml"), &text).unwrap();
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let mut tasks = spawn_all(&config, tx, cancel.clone());
+
+        let expected = ["host", "nats", "pg", "probe.api"];
+        let mut statuses: BTreeMap<String, SourceStatus> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !expected
+            .iter()
+            .all(|id| statuses.get(*id).is_some_and(SourceStatus::is_up))
+        {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(SourceEvent::Status { source, status })) => {
+                    statuses.insert(source.to_string(), status);
+                }
+                Ok(Some(SourceEvent::Samples { .. })) => {}
+                other => panic!("not every source came up: {statuses:?} ({other:?})"),
+            }
+        }
+
+        cancel.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(done) = tasks.join_next().await {
+                done.expect("a source task never panics");
+            }
+        })
+        .await;
+        assert!(stopped.is_ok(), "every source stops within 5 s of cancel");
+    }
+
     #[test]
     fn seconds_are_written_the_short_way() {
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5s");
