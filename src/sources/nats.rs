@@ -7,13 +7,14 @@
 //! `query_account` is not used: it fails on nats-server 2.9.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, context::RequestErrorKind};
 use async_nats::{Client, ConnectOptions, Event, Request};
 use futures::TryStreamExt;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -110,8 +111,17 @@ struct NatsSampler {
     targets: Targets,
     redactor: Redactor,
     connection: Option<Connection>,
-    /// The last connection error the client reported (cleared on connect).
-    last_error: Arc<Mutex<Option<String>>>,
+    /// What the client's events said about the connection.
+    link: Arc<watch::Sender<Link>>,
+}
+
+/// The connection as the client's events describe it.
+#[derive(Debug, Clone, Default)]
+struct Link {
+    /// Connected at least once since the client was created.
+    connected_once: bool,
+    /// The last connection error (cleared on connect).
+    last_error: Option<String>,
 }
 
 impl NatsSampler {
@@ -122,7 +132,7 @@ impl NatsSampler {
             config,
             redactor,
             connection: None,
-            last_error: Arc::new(Mutex::new(None)),
+            link: Arc::new(watch::Sender::new(Link::default())),
         }
     }
 
@@ -134,13 +144,23 @@ impl NatsSampler {
     }
 
     fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+        self.link.borrow().last_error.clone()
+    }
+
+    /// A new client connects in the background; give it one timeout to do so, so the first
+    /// round does not report a healthy broker as down.
+    async fn first_connect(&self) -> bool {
+        let mut link = self.link.subscribe();
+        matches!(
+            tokio::time::timeout(self.timeout, link.wait_for(|l| l.connected_once)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Creates the client once; it then reconnects by itself, forever, with short delays.
     async fn connect(&mut self) -> Result<&Connection, String> {
         if self.connection.is_none() {
-            let last_error = self.last_error.clone();
+            let link = self.link.clone();
             let mut options = ConnectOptions::new()
                 .name(CLIENT_NAME)
                 .retry_on_initial_connect()
@@ -153,7 +173,7 @@ impl NatsSampler {
                 // A dead peer that never closed the socket is replaced within ~3 pings.
                 .ping_interval(Duration::from_secs(5))
                 .event_callback(move |event| {
-                    record_event(&last_error, &event);
+                    record_event(&link, &event);
                     async {}
                 });
             if let (Some(user), Some(password)) = (&self.config.user, &self.config.password) {
@@ -183,7 +203,11 @@ impl NatsSampler {
         };
         let client = connection.client.clone();
         let jetstream = connection.jetstream.clone();
-        match client.connection_state() {
+        let state = match client.connection_state() {
+            State::Pending if self.first_connect().await => State::Connected,
+            state => state,
+        };
+        match state {
             State::Connected => {}
             state => {
                 let what = if state == State::Pending {
@@ -243,19 +267,23 @@ impl NatsSampler {
     }
 }
 
-fn record_event(last_error: &Mutex<Option<String>>, event: &Event) {
-    let Ok(mut slot) = last_error.lock() else {
-        return;
-    };
-    match event {
-        Event::Connected => *slot = None,
+fn record_event(link: &watch::Sender<Link>, event: &Event) {
+    let error = match event {
+        Event::Connected => {
+            link.send_modify(|l| {
+                l.connected_once = true;
+                l.last_error = None;
+            });
+            return;
+        }
         Event::ClientError(error) => {
             let text = error.to_string();
-            *slot = Some(text.strip_prefix("nats: ").unwrap_or(&text).to_string());
+            text.strip_prefix("nats: ").unwrap_or(&text).to_string()
         }
-        Event::ServerError(error) => *slot = Some(format!("server error: {error}")),
-        _ => {}
-    }
+        Event::ServerError(error) => format!("server error: {error}"),
+        _ => return,
+    };
+    link.send_modify(|l| l.last_error = Some(error));
 }
 
 /// `host:port` of the first server in a NATS URL list (`nats://u:p@h:4222,nats://h2:4222`).
@@ -588,7 +616,11 @@ mod tests {
                 w.value("nats.TASKS.workers.pending") == Some(100.0)
             })
             .await;
-        assert!(source.watch.is_up());
+        assert_eq!(
+            source.watch.statuses,
+            vec![SourceStatus::Connecting, SourceStatus::Up],
+            "a healthy broker is never reported down, not even while the client connects"
+        );
         assert_eq!(source.watch.value("nats.TASKS.messages"), Some(100.0));
         assert_eq!(source.watch.value("nats.up"), Some(1.0));
         let rtt = source.watch.value("nats.rtt_ms").unwrap();

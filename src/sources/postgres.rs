@@ -484,7 +484,11 @@ mod tests {
             })
             .await;
         let w = &source.watch;
-        assert!(w.is_up());
+        assert_eq!(
+            w.statuses,
+            vec![SourceStatus::Connecting, SourceStatus::Up],
+            "a healthy server is never reported down"
+        );
         assert_eq!(w.value("pg.up"), Some(1.0));
         assert_eq!(w.value("pg.app.drill.utilization"), Some(1.0));
         let usable = superuser_scalar(
