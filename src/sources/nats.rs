@@ -3,7 +3,8 @@
 //! Liveness comes from a request the broker itself answers (`$JS.API.INFO`), bounded by
 //! `nats.timeout`: a frozen or partitioned broker keeps its TCP connection open and fires no client
 //! event, so waiting for the client's ping timeout would take minutes. A disconnected client
-//! (stopped broker) is reported at once from the connection state, with the last connect error.
+//! (stopped broker) is reported at once from the connection state, with what a TCP connect to the
+//! broker's address finds (the client's own error events only say "IO error").
 //! `query_account` is not used: it fails on nats-server 2.9.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,15 +216,17 @@ impl NatsSampler {
                 } else {
                     "disconnected"
                 };
-                // The client's error events carry only a kind ("IO error"); a TCP connect of
-                // our own says what is wrong with the server's address.
-                let cause = match first_server_address(&self.config.url) {
-                    Some(address) => Some(tcp_check(&address, timeout).await),
-                    None => self.last_error(),
+                let address = first_server_address(&self.config.url);
+                let unreachable = match &address {
+                    Some(address) => tcp_check(address, timeout).await,
+                    None => None,
                 };
-                let reason = match cause {
-                    Some(cause) => format!("{what}: {cause}"),
-                    None => format!("{what} from {}", redact::url(&self.config.url)),
+                let reason = match (unreachable, self.last_error()) {
+                    (Some(unreachable), _) => format!("{what}: {unreachable}"),
+                    // The address accepts connections: the client's error says why it fails
+                    // (authorization violation, TLS error…).
+                    (None, Some(error)) => format!("{what}: {error}"),
+                    (None, None) => format!("{what} from {}", redact::url(&self.config.url)),
                 };
                 return self.down(reason);
             }
@@ -305,15 +308,16 @@ fn first_server_address(urls: &str) -> Option<String> {
     })
 }
 
-/// What a plain TCP connect to the server finds: "127.0.0.1:4222: connection refused".
-async fn tcp_check(address: &str, timeout: Duration) -> String {
+/// Why a plain TCP connect to the server fails ("127.0.0.1:4222: connection refused"), or
+/// `None` when it succeeds.
+async fn tcp_check(address: &str, timeout: Duration) -> Option<String> {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
-        Ok(Ok(_)) => format!("{address} accepts connections; the client is reconnecting"),
+        Ok(Ok(_)) => None,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("{address}: connection refused")
+            Some(format!("{address}: connection refused"))
         }
-        Ok(Err(e)) => format!("{address}: {e}"),
-        Err(_) => format!("{address}: no answer within {}", seconds(timeout)),
+        Ok(Err(e)) => Some(format!("{address}: {e}")),
+        Err(_) => Some(format!("{address}: no answer within {}", seconds(timeout))),
     }
 }
 

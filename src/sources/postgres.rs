@@ -181,7 +181,8 @@ struct PgSampler {
     connection: Option<PgConnection>,
     /// (gauge name, query) in config order. The SQL is the operator's own, from the config file.
     gauges: Vec<(String, Arc<str>)>,
-    /// Failed connects (including "too many clients", 53300) and timed-out or failed samples.
+    /// Failed connects (including "too many clients", 53300), failed samples, and timeouts
+    /// (gauges cancelled by `statement_timeout` included).
     errors: u64,
 }
 
@@ -289,7 +290,12 @@ impl PgSampler {
                     let reason = format!("gauge {name}: {}", describe(&e));
                     return self.lose_connection(reason);
                 }
-                Ok(Err(e)) => notes.push(format!("gauge {name}: {}", describe(&e))),
+                Ok(Err(e)) => {
+                    if is_timeout(&e) {
+                        self.errors += 1;
+                    }
+                    notes.push(format!("gauge {name}: {}", describe(&e)));
+                }
                 Err(_) => {
                     let reason = self.no_answer(&format!("gauge {name}"));
                     return self.lose_connection(reason);
@@ -349,6 +355,11 @@ fn is_connection_error(error: &sqlx::Error) -> bool {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
     ) || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// The server cancelled the statement (`statement_timeout`).
+fn is_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
 /// A short reason: the server's message with its SQLSTATE, or the I/O error.
@@ -573,6 +584,56 @@ mod tests {
                 vec![r#"gauge broken: relation "no_such_table" does not exist (42P01)"#]
             );
         }
+        sampler.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_slow_gauge_is_cancelled_by_the_timeout_without_marking_the_server_down() {
+        let (_cluster, url) = start_cluster("pg-slow-gauge").await;
+        let mut config = config(url);
+        config.gauges = vec![GaugeConfig {
+            name: "slow".into(),
+            sql: "select 1 from pg_sleep(10)".into(),
+            warn: None,
+            crit: None,
+        }];
+        let mut sampler = PgSampler::new(config, Redactor::default());
+        let started = Instant::now();
+        let PgOutcome::Up { values, notes } = sampler.sample().await else {
+            panic!("a slow gauge does not make the server down");
+        };
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "the gauge was bounded: {took:?}"
+        );
+        assert_eq!(
+            notes,
+            vec!["gauge slow: canceling statement due to statement timeout (57014)"]
+        );
+        let values: BTreeMap<String, f64> = values.into_iter().collect();
+        assert_eq!(values.get("pg.gauge.slow"), None);
+        assert_eq!(
+            values.get("pg.errors"),
+            Some(&1.0),
+            "the timeout is counted"
+        );
+        sampler.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_role_that_cannot_see_other_sessions_is_told_so() {
+        let (cluster, _) = start_cluster("pg-unprivileged").await;
+        cluster.create_role("plain", "plain").await.unwrap();
+        let url = cluster.url_for("plain", "plain", "postgres");
+        let mut sampler = PgSampler::new(config(url), Redactor::default());
+        let PgOutcome::Up { notes, .. } = sampler.sample().await else {
+            panic!("missing privileges do not make the server down");
+        };
+        assert_eq!(
+            notes,
+            vec!["the console's role cannot see other roles' sessions; grant it pg_monitor"]
+        );
         sampler.close().await;
     }
 
