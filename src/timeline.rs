@@ -12,7 +12,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Level;
+use std::collections::BTreeMap;
+
+use crate::metrics::{Level, Threshold};
 use crate::redact::Redactor;
 
 pub const FILE_NAME: &str = "timeline.jsonl";
@@ -63,6 +65,9 @@ pub enum EventKind {
         session: String,
         config: String,
         version: String,
+        /// Warn/crit bounds by metric key, so a report can be rebuilt from this file alone.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        thresholds: BTreeMap<String, Threshold>,
     },
     SessionEnd {
         reason: String,
@@ -177,11 +182,27 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// Where offsets come from: the monotonic clock, or a hand-driven one for tests.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    Monotonic(Instant),
+    Manual(std::sync::Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl Clock {
+    pub fn offset_ms(&self) -> u64 {
+        match self {
+            Clock::Monotonic(start) => start.elapsed().as_millis() as u64,
+            Clock::Manual(ms) => ms.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+}
+
 /// The writer. One per session.
 pub struct Timeline {
     file: File,
     path: PathBuf,
-    started: Instant,
+    clock: Clock,
     started_wall: DateTime<Utc>,
     redactor: Redactor,
 }
@@ -189,16 +210,29 @@ pub struct Timeline {
 impl Timeline {
     /// Opens (appending) `dir/timeline.jsonl`.
     pub fn create(dir: &Path, redactor: Redactor) -> io::Result<Self> {
+        Self::with_clock(dir, redactor, Clock::Monotonic(Instant::now()), Utc::now())
+    }
+
+    pub fn with_clock(
+        dir: &Path,
+        redactor: Redactor,
+        clock: Clock,
+        started_wall: DateTime<Utc>,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Timeline {
             file,
             path,
-            started: Instant::now(),
-            started_wall: Utc::now(),
+            clock,
+            started_wall,
             redactor,
         })
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     pub fn path(&self) -> &Path {
@@ -211,7 +245,7 @@ impl Timeline {
 
     /// Milliseconds since the session started (monotonic).
     pub fn offset_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.offset_ms()
     }
 
     /// Appends one event at the current offset and returns it as written.

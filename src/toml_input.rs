@@ -138,7 +138,7 @@ impl TomlDoc {
                     t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
                 }
                 (Segment::Index(i), None) => match current {
-                    DeValue::Array(items) => items.iter().nth(*i),
+                    DeValue::Array(items) => items.get(*i),
                     _ => None,
                 },
                 _ => None,

@@ -96,3 +96,11 @@ pub type SourceTx = mpsc::Sender<SourceEvent>;
 
 /// Channel capacity between sources and the app: enough for bursts, small enough to bound memory.
 pub const CHANNEL_CAPACITY: usize = 1024;
+
+pub mod host;
+pub mod nats;
+pub mod postgres;
+pub mod probe;
+mod spawn;
+
+pub use spawn::spawn_all;

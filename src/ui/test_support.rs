@@ -474,6 +474,7 @@ fn timeline_events() -> Vec<(u64, EventKind)> {
                 session: "drill-2026-11-28".into(),
                 config: "gameday.toml".into(),
                 version: "0.1.0".into(),
+                thresholds: Default::default(),
             },
         ),
         (
