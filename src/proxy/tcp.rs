@@ -340,6 +340,13 @@ async fn run_connection(
             if plan.down {
                 break Some(Close::Graceful);
             }
+            // A deadline already due (e.g. `reset` with no delay) acts before any data moves;
+            // the timer wheel alone would let a fast exchange slip through first.
+            if let Some((deadline, close)) = plan.deadline
+                && deadline <= Instant::now()
+            {
+                break Some(close);
+            }
             let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
             let (deadline, deadline_close) = plan.deadline.unwrap_or((far_future, Close::Graceful));
             tokio::select! {
@@ -522,7 +529,10 @@ impl<'a> Pump<'a> {
                 };
                 // Faults may have changed while this side waited for data.
                 self.refresh_plan();
-                if let Err(exit) = self.deliver(&buf[..read]).await {
+                if self.plan.latency.is_some() {
+                    delayed_bytes += read;
+                    delayed.push_back((self.due_time(), buf[..read].to_vec()));
+                } else if let Err(exit) = self.deliver(&buf[..read]).await {
                     return exit;
                 }
                 continue;
@@ -546,16 +556,26 @@ impl<'a> Pump<'a> {
                 read = self.reader.read(&mut buf), if can_read => match read {
                     Ok(0) => read_open = false,
                     Ok(read) => {
-                        let delay = self.plan.latency.map_or(Duration::ZERO, |(latency, jitter)| jittered(latency, jitter));
-                        let due = (Instant::now() + delay).max(self.last_due);
-                        self.last_due = due;
                         delayed_bytes += read;
-                        delayed.push_back((due, buf[..read].to_vec()));
+                        delayed.push_back((self.due_time(), buf[..read].to_vec()));
                     }
                     Err(_) => return PumpExit::Failed,
                 },
             }
         }
+    }
+
+    /// When a chunk read now may go on: after the latency, and never before the one ahead.
+    fn due_time(&mut self) -> Instant {
+        let delay = self
+            .plan
+            .latency
+            .map_or(Duration::ZERO, |(latency, jitter)| {
+                jittered(latency, jitter)
+            });
+        let due = (Instant::now() + delay).max(self.last_due);
+        self.last_due = due;
+        due
     }
 
     /// Sends one chunk through the data faults of this direction.
