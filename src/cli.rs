@@ -8,12 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gameday",
-    version,
-    about = "Terminal game-day console for chaos drills",
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "gameday", version, about = "Terminal game-day console for chaos drills", args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -41,6 +36,10 @@ pub enum ProxyCommand {
     /// Run the proxy daemon in the foreground (the console starts it for you).
     #[command(hide = true)]
     Daemon(crate::proxy::DaemonArgs),
+    /// Show the daemon's listeners, counters, active faults and lease.
+    Status(crate::proxy::StatusArgs),
+    /// Stop the daemon (all proxied traffic stops with it).
+    Stop(crate::proxy::StopArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -63,9 +62,9 @@ pub fn main() -> ExitCode {
         Some(Command::Console(_)) => not_yet("console"),
         Some(Command::Lab(args)) => crate::lab::main(args),
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
-        Some(Command::Proxy {
-            command: ProxyCommand::Daemon(args),
-        }) => crate::proxy::daemon_main(args),
+        Some(Command::Proxy { command: ProxyCommand::Daemon(args) }) => crate::proxy::daemon_main(args),
+        Some(Command::Proxy { command: ProxyCommand::Status(args) }) => crate::proxy::status_main(args),
+        Some(Command::Proxy { command: ProxyCommand::Stop(args) }) => crate::proxy::stop_main(args),
     }
 }
 
