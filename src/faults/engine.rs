@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Fault, FaultContext, FaultError, FaultSpec, build};
+use super::{Fault, FaultContext, FaultError, FaultSpec, build, check_allowed};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::timeline::{Cause, FaultPhase};
 
@@ -299,6 +299,11 @@ impl Engine {
             None,
         )
         .await;
+        if let Err(refused) = check_allowed(&self.ctx.config, &spec) {
+            self.report(&id, &active, FaultPhase::Failed, refused.to_string(), None, None)
+                .await;
+            return;
+        }
         let now = Utc::now();
         let entry = LedgerEntry {
             id: id.clone(),
