@@ -115,6 +115,10 @@ pub struct LabTuning {
     /// Webhook attempts per delivery before the message goes back for redelivery.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub webhook_attempts: u32,
+    /// How long JetStream waits before redelivering a message no worker acknowledged (default:
+    /// webhook timeout + 5 s). Deliveries lost when the broker restarts come back after it.
+    #[arg(long, value_parser = parse_ack_wait)]
+    pub ack_wait: Option<Duration>,
     /// How often the drainer looks at the retry queue.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub drain_interval: Duration,
@@ -253,6 +257,8 @@ pub struct LabOptions {
     pub pool_idle_timeout: Duration,
     pub webhook_timeout: Duration,
     pub webhook_attempts: u32,
+    /// `None`: webhook timeout + 5 s.
+    pub ack_wait: Option<Duration>,
     pub drain_interval: Duration,
     pub drain_batch: u32,
 }
@@ -281,6 +287,7 @@ impl LabOptions {
             pool_idle_timeout: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(30),
             webhook_attempts: 4,
+            ack_wait: None,
             drain_interval: Duration::from_secs(1),
             drain_batch: 100,
         }
@@ -296,15 +303,34 @@ impl LabOptions {
         }
     }
 
-    /// Long enough for every attempt of one notification; workers also report progress, so an
-    /// unbounded webhook (no graceful degradation) does not cause redeliveries either.
+    /// How long the server waits before redelivering a message whose worker went silent.
+    /// Workers report progress every third of it while they handle a message, so webhook
+    /// retries never cause a redelivery. It stays short because a delivery lost with a broker
+    /// restart only comes back after it.
     fn ack_wait(&self) -> Duration {
-        const MARGIN: Duration = Duration::from_secs(10);
-        const UNBOUNDED: Duration = Duration::from_secs(60);
-        self.notifier_settings()
-            .worst_case()
-            .map_or(UNBOUNDED, |worst| worst + MARGIN)
+        const MARGIN: Duration = Duration::from_secs(5);
+        const UNBOUNDED_ATTEMPT: Duration = Duration::from_secs(30);
+        let derived = self
+            .notifier_settings()
+            .timeout
+            .unwrap_or(UNBOUNDED_ATTEMPT)
+            + MARGIN;
+        self.ack_wait.unwrap_or(derived).max(MIN_ACK_WAIT)
     }
+}
+
+/// Progress reports go out every third of the ack wait; below this they would flood the broker.
+const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
+
+fn parse_ack_wait(value: &str) -> Result<Duration, String> {
+    let wait = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if wait < MIN_ACK_WAIT {
+        return Err(format!(
+            "must be at least {}",
+            humantime::format_duration(MIN_ACK_WAIT)
+        ));
+    }
+    Ok(wait)
 }
 
 impl From<LabArgs> for LabOptions {
@@ -327,6 +353,7 @@ impl From<LabArgs> for LabOptions {
             pool_idle_timeout: tuning.pool_idle_timeout,
             webhook_timeout: tuning.webhook_timeout,
             webhook_attempts: tuning.webhook_attempts,
+            ack_wait: tuning.ack_wait,
             drain_interval: tuning.drain_interval,
             drain_batch: tuning.drain_batch,
         }
@@ -760,20 +787,22 @@ mod tests {
     }
 
     #[test]
-    fn ack_wait_outlasts_every_webhook_attempt() {
-        let options = LabOptions {
-            webhook_timeout: Duration::from_secs(30),
-            webhook_attempts: 4,
-            ..LabOptions::new(
-                "nats://127.0.0.1:4222",
-                DatabaseUrl::new("postgres://127.0.0.1/db"),
-                "http://127.0.0.1:1",
-            )
-        };
-        assert!(
-            options.ack_wait() > Duration::from_secs(120),
-            "{:?}",
-            options.ack_wait()
+    fn ack_wait_outlasts_one_webhook_attempt_and_stays_short() {
+        let defaults = LabOptions::new(
+            "nats://127.0.0.1:4222",
+            DatabaseUrl::new("postgres://127.0.0.1/db"),
+            "http://127.0.0.1:1",
         );
+        assert_eq!(defaults.ack_wait(), Duration::from_secs(35));
+        let fast = LabOptions {
+            webhook_timeout: Duration::from_millis(500),
+            ..defaults.clone()
+        };
+        assert_eq!(fast.ack_wait(), Duration::from_millis(5_500));
+        let unbounded = LabOptions {
+            graceful_degradation: false,
+            ..defaults
+        };
+        assert_eq!(unbounded.ack_wait(), Duration::from_secs(35));
     }
 }

@@ -37,17 +37,6 @@ pub(crate) struct NotifierSettings {
     pub attempts: u32,
 }
 
-impl NotifierSettings {
-    /// The longest one notification can take, attempts and backoff included; `None` when
-    /// requests are unbounded.
-    pub fn worst_case(&self) -> Option<Duration> {
-        let timeout = self.timeout?;
-        let attempts = self.attempts.max(1);
-        let backoff: Duration = (1..attempts).map(backoff_ceiling).sum();
-        Some(timeout * attempts + backoff)
-    }
-}
-
 #[derive(Serialize)]
 struct SendMessage<'a> {
     chat_id: &'a str,
@@ -200,29 +189,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn worst_case_covers_every_attempt_and_backoff() {
-        let settings = NotifierSettings {
-            webhook_url: "http://127.0.0.1:1".into(),
-            bot_token: "t".into(),
-            chat_id: "1".into(),
-            timeout: Some(Duration::from_secs(30)),
-            attempts: 3,
-        };
-        assert_eq!(
-            settings.worst_case(),
-            Some(Duration::from_millis(90_000 + 200 + 400))
-        );
-        assert_eq!(
-            NotifierSettings {
-                timeout: None,
-                ..settings
-            }
-            .worst_case(),
-            None
-        );
     }
 
     #[test]

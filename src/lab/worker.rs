@@ -201,14 +201,14 @@ async fn handle(message: Message, context: Arc<TaskContext>, _permit: OwnedSemap
         acknowledge(&message, AckKind::Nak(Some(NAK_DELAY))).await;
         return;
     };
-    match process(&task, &message, &context).await {
+    match with_progress(&message, context.ack_wait, process(&task, &context)).await {
         Ok(()) => acknowledge(&message, AckKind::Ack).await,
         Err(()) => acknowledge(&message, AckKind::Nak(Some(NAK_DELAY))).await,
     }
 }
 
 /// Write, notify, mark notified. Any failure leaves the message for redelivery.
-async fn process(task: &TaskMessage, message: &Message, context: &TaskContext) -> Result<(), ()> {
+async fn process(task: &TaskMessage, context: &TaskContext) -> Result<(), ()> {
     let recorded = store::record_task(&context.pool, task)
         .await
         .map_err(|error| {
@@ -223,7 +223,9 @@ async fn process(task: &TaskMessage, message: &Message, context: &TaskContext) -
         tracing::debug!(task = %task.id, "redelivered task already notified");
         return Ok(());
     }
-    with_progress(message, context.ack_wait, context.notifier.notify(task))
+    context
+        .notifier
+        .notify(task)
         .await
         .map_err(|error| tracing::warn!(task = %task.id, %error, "notification gave up, task left for redelivery"))?;
     // If this fails the task is notified again on redelivery, with the same Idempotency-Key.
@@ -235,8 +237,8 @@ async fn process(task: &TaskMessage, message: &Message, context: &TaskContext) -
         })
 }
 
-/// Runs `work` while telling the server every half ack wait that the message is still in hand,
-/// so a slow webhook does not cause a redelivery behind our back.
+/// Runs `work` while telling the server every third of the ack wait that the message is still
+/// in hand, so a slow webhook and its retries do not cause a redelivery behind our back.
 async fn with_progress<T>(
     message: &Message,
     ack_wait: Duration,
@@ -244,7 +246,7 @@ async fn with_progress<T>(
 ) -> T {
     let mut work = std::pin::pin!(work);
     let mut ticks =
-        tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 2, ack_wait / 2);
+        tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 3, ack_wait / 3);
     loop {
         tokio::select! {
             output = &mut work => return output,
