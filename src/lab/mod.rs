@@ -698,7 +698,7 @@ fn init_logging(path: &Path, name: &str) -> Option<tracing_appender::non_blockin
     };
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     // Fails only if a subscriber is already installed, which then keeps receiving the logs.
     let _installed = tracing_subscriber::fmt()
         .with_writer(writer)
