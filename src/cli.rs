@@ -8,7 +8,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "gameday", version, about = "Terminal game-day console for chaos drills", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "gameday",
+    version,
+    about = "Terminal game-day console for chaos drills",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -58,7 +63,9 @@ pub fn main() -> ExitCode {
         Some(Command::Console(_)) => not_yet("console"),
         Some(Command::Lab(args)) => crate::lab::main(args),
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
-        Some(Command::Proxy { command: ProxyCommand::Daemon(args) }) => crate::proxy::daemon_main(args),
+        Some(Command::Proxy {
+            command: ProxyCommand::Daemon(args),
+        }) => crate::proxy::daemon_main(args),
     }
 }
 
