@@ -69,6 +69,14 @@ impl Broker {
         })
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &Context {
+        &self.jetstream
+    }
+
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
     }
@@ -95,7 +103,7 @@ impl Broker {
     }
 
     /// Creates the durable `workers` consumer, or updates its ack wait to the current settings.
-    pub async fn ensure_consumer(&self, ack_wait: Duration) -> Result<PullConsumer, String> {
+    pub async fn ensure_consumer(&self, ack_wait: Duration) -> Result<(), String> {
         let stream = self.ensure_stream().await?;
         let config = pull::Config {
             durable_name: Some(CONSUMER.to_string()),
@@ -104,9 +112,11 @@ impl Broker {
             ack_wait,
             ..Default::default()
         };
-        self.bounded(stream.create_consumer(config))
+        let _consumer: PullConsumer = self
+            .bounded(stream.create_consumer(config))
             .await
-            .map_err(|error| format!("cannot create consumer {CONSUMER}: {error}"))
+            .map_err(|error| format!("cannot create consumer {CONSUMER}: {error}"))?;
+        Ok(())
     }
 
     /// Publishes a task and waits for the stream's ack, within `--publish-timeout` overall.

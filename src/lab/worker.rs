@@ -2,16 +2,17 @@
 //!
 //! Each message is written to `tasks` (idempotent on the task id), notified, marked notified and
 //! only then acked. A redelivered task that is already notified is acked without notifying.
-//! The loop survives broker restarts: it waits for the connection, recreates the consumer and
-//! fetches again.
+//! The loop survives broker restarts: it pauses while disconnected, and recreates the consumer
+//! when a restarted broker lost it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::StatusCode;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
+use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -19,13 +20,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::TaskMessage;
-use super::broker::Broker;
+use super::broker::{Broker, CONSUMER, STREAM};
 use super::notifier::Notifier;
 use super::stats::{Counters, bump};
 use super::store;
 
 /// How long one pull request waits on the server for messages.
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+/// Extra wait for the server's end-of-request status before pulling again regardless.
+const PULL_GRACE: Duration = Duration::from_secs(1);
 /// Redelivery delay for a message that could not be handled now.
 const NAK_DELAY: Duration = Duration::from_secs(1);
 /// Pause before looking for the broker or the consumer again after a failure.
@@ -68,9 +71,9 @@ impl Workers {
         while !shutdown.is_cancelled() {
             if self.broker.is_connected() {
                 match self.broker.ensure_consumer(self.ack_wait).await {
-                    Ok(consumer) => {
-                        self.consume(&consumer, &permits, &context, &mut running, &shutdown)
-                            .await;
+                    Ok(()) => {
+                        self.consume(&permits, &context, &mut running, &shutdown)
+                            .await
                     }
                     Err(error) => tracing::warn!(%error, "workers cannot reach their consumer"),
                 }
@@ -93,16 +96,29 @@ impl Workers {
         }
     }
 
-    /// Fetches and dispatches until the consumer fails, the broker goes away or shutdown.
+    /// Pulls and dispatches until the consumer is gone or shutdown.
+    ///
+    /// Every pull request of this session answers to one inbox, kept across reconnects (the
+    /// client resubscribes it). A message the server delivers after it ended a pull request
+    /// (it does so while shutting down) therefore still reaches a worker, instead of waiting
+    /// out the ack wait on a dropped inbox.
     async fn consume(
         &self,
-        consumer: &PullConsumer,
         permits: &Arc<Semaphore>,
         context: &Arc<TaskContext>,
         running: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) {
-        while self.broker.is_connected() && !shutdown.is_cancelled() {
+        let client = self.broker.client();
+        let inbox = client.new_inbox();
+        let mut deliveries = match client.subscribe(inbox.clone()).await {
+            Ok(subscriber) => subscriber,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe for deliveries");
+                return;
+            }
+        };
+        loop {
             while running.try_join_next().is_some() {}
             // Ask for as many messages as there are idle workers, at least one.
             let first = tokio::select! {
@@ -116,30 +132,24 @@ impl Workers {
             while let Ok(permit) = permits.clone().try_acquire_owned() {
                 idle.push(permit);
             }
-            let request = consumer
-                .batch()
-                .max_messages(idle.len())
-                .expires(FETCH_EXPIRES)
-                .messages();
-            let mut batch = match tokio::time::timeout(FETCH_EXPIRES * 2, request).await {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "fetch failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!("fetch request got no answer");
-                    return;
-                }
-            };
-            loop {
-                let next = tokio::select! {
+            if self.broker.is_connected() {
+                self.request_pull(&inbox, idle.len()).await;
+            }
+            // While disconnected this only collects late deliveries, and paces the loop.
+            let deadline = tokio::time::Instant::now() + FETCH_EXPIRES + PULL_GRACE;
+            let mut wanted = idle.len();
+            while wanted > 0 {
+                let delivery = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    next = batch.next() => next,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    delivery = deliveries.next() => delivery,
                 };
-                match next {
-                    None => break,
-                    Some(Ok(message)) => {
+                let Some(delivery) = delivery else {
+                    return;
+                };
+                match PullEvent::of(delivery.status, delivery.description.as_deref()) {
+                    PullEvent::Message => {
+                        wanted = wanted.saturating_sub(1);
                         let permit = match idle.pop() {
                             Some(permit) => permit,
                             None => match permits.clone().acquire_owned().await {
@@ -147,15 +157,81 @@ impl Workers {
                                 Err(_closed) => return,
                             },
                         };
+                        let message = Message {
+                            message: delivery,
+                            context: self.broker.jetstream().clone(),
+                        };
                         running.spawn(handle(message, context.clone(), permit));
                     }
-                    Some(Err(error)) => {
-                        // Typically the consumer vanished with a restarted broker's store.
-                        tracing::warn!(%error, "consumer error");
+                    PullEvent::Heartbeat => {}
+                    PullEvent::RequestEnded => break,
+                    PullEvent::ConsumerGone => {
+                        // Typically a broker that came back without its store.
+                        tracing::warn!(status = ?delivery.status, description = ?delivery.description, "consumer unavailable");
                         return;
                     }
                 }
             }
+        }
+    }
+
+    async fn request_pull(&self, inbox: &str, batch: usize) {
+        let request = PullRequest {
+            batch,
+            expires: u64::try_from(FETCH_EXPIRES.as_nanos()).unwrap_or(u64::MAX),
+        };
+        let Ok(payload) = serde_json::to_vec(&request) else {
+            return;
+        };
+        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{CONSUMER}");
+        let publish =
+            self.broker
+                .client()
+                .publish_with_reply(subject, inbox.to_string(), payload.into());
+        match tokio::time::timeout(ACK_TIMEOUT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot request messages"),
+            Err(_) => tracing::warn!("requesting messages timed out"),
+        }
+    }
+}
+
+/// JetStream pull request (`$JS.API.CONSUMER.MSG.NEXT`); `expires` in nanoseconds.
+#[derive(Serialize)]
+struct PullRequest {
+    batch: usize,
+    expires: u64,
+}
+
+/// What one delivery on the pull inbox means.
+#[derive(Debug, PartialEq, Eq)]
+enum PullEvent {
+    Message,
+    Heartbeat,
+    /// The pull request expired or was ended by the server; pull again.
+    RequestEnded,
+    /// The consumer (or JetStream) is not there: look it up or create it again.
+    ConsumerGone,
+}
+
+impl PullEvent {
+    fn of(status: Option<StatusCode>, description: Option<&str>) -> Self {
+        match status {
+            None | Some(StatusCode::OK) => Self::Message,
+            Some(StatusCode::IDLE_HEARTBEAT) => Self::Heartbeat,
+            Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => Self::RequestEnded,
+            Some(StatusCode::REQUEST_TERMINATED) => match description {
+                Some(reason)
+                    if reason == "Consumer Deleted"
+                        || reason == "Consumer is push based"
+                        || reason.starts_with("Exceeded MaxRequest") =>
+                {
+                    Self::ConsumerGone
+                }
+                // "Server Shutdown", "Leadership Change", ...
+                _ => Self::RequestEnded,
+            },
+            Some(_) => Self::ConsumerGone,
         }
     }
 }
@@ -265,5 +341,54 @@ async fn acknowledge(message: &Message, kind: AckKind) {
         Err(_) => {
             tracing::warn!(ack = %label, "acknowledgement timed out; the message will be redelivered")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_statuses_end_the_request_or_the_consumer() {
+        assert_eq!(PullEvent::of(None, None), PullEvent::Message);
+        assert_eq!(
+            PullEvent::of(Some(StatusCode::IDLE_HEARTBEAT), Some("Idle Heartbeat")),
+            PullEvent::Heartbeat
+        );
+        assert_eq!(
+            PullEvent::of(Some(StatusCode::TIMEOUT), Some("Request Timeout")),
+            PullEvent::RequestEnded
+        );
+        // A broker shutting down ends the request but keeps the consumer: pull again later.
+        let terminated = Some(StatusCode::REQUEST_TERMINATED);
+        assert_eq!(
+            PullEvent::of(terminated, Some("Server Shutdown")),
+            PullEvent::RequestEnded
+        );
+        assert_eq!(
+            PullEvent::of(terminated, Some("Consumer Deleted")),
+            PullEvent::ConsumerGone
+        );
+        assert_eq!(
+            PullEvent::of(terminated, Some("Exceeded MaxRequestBatch of 4")),
+            PullEvent::ConsumerGone
+        );
+        assert_eq!(
+            PullEvent::of(Some(StatusCode::NO_RESPONDERS), None),
+            PullEvent::ConsumerGone
+        );
+    }
+
+    #[test]
+    fn pull_requests_carry_the_expiry_in_nanoseconds() {
+        let request = serde_json::to_value(PullRequest {
+            batch: 4,
+            expires: 1_000_000_000,
+        })
+        .expect("serializes");
+        assert_eq!(
+            request,
+            serde_json::json!({ "batch": 4, "expires": 1_000_000_000u64 })
+        );
     }
 }
