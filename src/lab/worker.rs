@@ -33,7 +33,7 @@ const PULL_GRACE: Duration = Duration::from_secs(1);
 const NAK_DELAY: Duration = Duration::from_secs(1);
 /// Pause before looking for the broker or the consumer again after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
-/// Bound for acks and naks, which the client may have to buffer.
+/// Bound for acks, naks and pull requests, which the client may have to buffer.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// On shutdown, tasks still running get this long before they are abandoned to redelivery.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -111,13 +111,18 @@ impl Workers {
     ) {
         let client = self.broker.client();
         let inbox = client.new_inbox();
-        let mut deliveries = match client.subscribe(inbox.clone()).await {
-            Ok(subscriber) => subscriber,
-            Err(error) => {
-                tracing::warn!(%error, "cannot subscribe for deliveries");
-                return;
-            }
-        };
+        let mut deliveries =
+            match tokio::time::timeout(ACK_TIMEOUT, client.subscribe(inbox.clone())).await {
+                Ok(Ok(subscriber)) => subscriber,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot subscribe for deliveries");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("subscribing for deliveries timed out");
+                    return;
+                }
+            };
         loop {
             while running.try_join_next().is_some() {}
             // Ask for as many messages as there are idle workers, at least one.
