@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gameday::lab::{
-    APPLICATION_NAME, DatabaseUrl, LabHandle, LabOptions, Received, SinkHandle, SinkOptions,
-    StatsSnapshot, run_lab, run_sink,
+    APPLICATION_NAME, DatabaseUrl, LabHandle, LabOptions, Received, STREAM, SinkHandle,
+    SinkOptions, StatsSnapshot, run_lab, run_sink,
 };
 use gameday::services::{NatsOptions, NatsServer, PgCluster, PgOptions};
 use reqwest::StatusCode;
@@ -104,6 +104,19 @@ impl Bench {
             .connect()
             .await
             .expect("superuser connection")
+    }
+
+    /// Messages in the lab's stream, read by a client of our own.
+    async fn stream_messages(&self) -> u64 {
+        let client = async_nats::connect(self.nats.client_url())
+            .await
+            .expect("connect to NATS");
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream
+            .get_stream(STREAM)
+            .await
+            .expect("the lab's stream");
+        stream.info().await.expect("stream info").state.messages
     }
 
     async fn stats(&self, lab: &LabHandle) -> StatsSnapshot {
@@ -323,6 +336,11 @@ async fn a_broker_outage_loses_no_task_and_notifies_each_once() {
         TASKS as i64
     );
     assert_eq!(count(&mut db, "SELECT count(*) FROM retry_queue").await, 0);
+    assert_eq!(
+        bench.stream_messages().await,
+        TASKS as u64,
+        "the stream holds each task once: republished copies carry the same Nats-Msg-Id"
+    );
     lab.stop().await;
 }
 
@@ -419,6 +437,100 @@ async fn a_slow_webhook_is_retried_and_every_task_still_notified_once() {
         )
         .await,
         TASKS as i64
+    );
+    lab.stop().await;
+}
+
+/// A frozen broker keeps the connection open and answers nothing: the publishes the client
+/// buffered reach it after the thaw, and so do the queued copies. Each task still ends up
+/// stored, processed and notified once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_delays_no_request_beyond_its_bound_and_duplicates_nothing() {
+    const TASKS: usize = 20;
+    let bench = Bench::start("lab-frozen-broker", 100).await;
+    let options = bench.lab_options();
+    let (bound, publish_timeout) = (options.request_timeout, options.publish_timeout);
+    let lab = bench.lab(options).await;
+
+    bench.nats.freeze().expect("freeze nats-server");
+    let pid = bench.nats.pid().expect("nats-server pid");
+    // SIGSTOP takes effect asynchronously; every thread of the server must have stopped.
+    eventually(
+        "nats-server is stopped",
+        Duration::from_secs(5),
+        async || {
+            let threads =
+                std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+            for thread in threads {
+                let stat =
+                    std::fs::read_to_string(thread.map_err(|e| e.to_string())?.path().join("stat"))
+                        .map_err(|e| e.to_string())?;
+                // The state follows the parenthesised command name.
+                let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+                if state != Some("T") {
+                    return Err(format!("thread state {state:?}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let requests: Vec<_> = (0..TASKS)
+        .map(|n| {
+            let (http, url) = (bench.http.clone(), lab.url());
+            tokio::spawn(async move { submit(&http, &url, &format!("frozen {n}")).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for request in requests {
+        let submission = request.await.expect("request task");
+        assert_eq!(submission.status, StatusCode::ACCEPTED, "{submission:?}");
+        assert_eq!(submission.body["status"], "queued", "{submission:?}");
+        assert!(
+            submission.elapsed >= publish_timeout,
+            "waited for the ack first: {submission:?}"
+        );
+        assert!(submission.elapsed <= bound, "{submission:?}");
+        ids.insert(submission.body["id"].as_str().expect("id").to_string());
+    }
+    bench.nats.thaw().expect("thaw nats-server");
+
+    let stats = eventually(
+        "every task processed and notified after the thaw",
+        Duration::from_secs(60),
+        async || {
+            let stats = bench.stats(&lab).await;
+            let done = stats.notified == TASKS as u64 && stats.retry_queue_depth == Some(0);
+            if done {
+                Ok(stats)
+            } else {
+                Err(format!("{stats:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(stats.processed, TASKS as u64);
+    let received = bench.received().await;
+    let keys: HashSet<String> = received
+        .messages
+        .iter()
+        .filter_map(|m| m.idempotency_key.clone())
+        .collect();
+    assert_eq!(keys, ids);
+    assert_eq!(
+        (received.unique, received.total),
+        (TASKS, TASKS),
+        "each task notified exactly once"
+    );
+    let mut db = bench.superuser().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM tasks").await,
+        TASKS as i64
+    );
+    assert_eq!(
+        bench.stream_messages().await,
+        TASKS as u64,
+        "the stream dropped the republished copies of buffered publishes (same Nats-Msg-Id)"
     );
     lab.stop().await;
 }
