@@ -34,6 +34,7 @@ fn test_dir(name: &str) -> PathBuf {
 /// Real servers for one test: nats-server with JetStream, PostgreSQL with the lab's role and
 /// database, and the webhook sink.
 struct Bench {
+    dir: PathBuf,
     nats: NatsServer,
     postgres: PgCluster,
     sink: SinkHandle,
@@ -77,11 +78,20 @@ impl Bench {
             .build()
             .expect("HTTP client");
         Self {
+            dir,
             nats,
             postgres,
             sink,
             http,
         }
+    }
+
+    /// Stops the servers and removes the test directory; a failed test keeps it to look at.
+    async fn clean_up(mut self) {
+        self.sink.stop().await;
+        self.nats.stop().await.expect("stop nats-server");
+        self.postgres.stop().await.expect("stop PostgreSQL");
+        std::fs::remove_dir_all(&self.dir).expect("remove the test directory");
     }
 
     fn lab_options(&self) -> LabOptions {
@@ -342,6 +352,7 @@ async fn a_broker_outage_loses_no_task_and_notifies_each_once() {
         "the stream holds each task once: republished copies carry the same Nats-Msg-Id"
     );
     lab.stop().await;
+    bench.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,6 +450,7 @@ async fn a_slow_webhook_is_retried_and_every_task_still_notified_once() {
         TASKS as i64
     );
     lab.stop().await;
+    bench.clean_up().await;
 }
 
 /// A frozen broker keeps the connection open and answers nothing: the publishes the client
@@ -533,6 +545,7 @@ async fn a_frozen_broker_delays_no_request_beyond_its_bound_and_duplicates_nothi
         "the stream dropped the republished copies of buffered publishes (same Nats-Msg-Id)"
     );
     lab.stop().await;
+    bench.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,6 +602,7 @@ async fn without_graceful_degradation_a_broker_outage_gives_500s() {
     .await;
     assert_eq!(after.body["status"], "accepted");
     lab.stop().await;
+    bench.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -737,6 +751,8 @@ async fn pool_exhaustion_answers_503_within_the_bound_and_recovers() {
         },
     )
     .await;
+    admin.close().await.expect("close the admin session");
+    bench.clean_up().await;
 }
 
 #[tokio::test]
