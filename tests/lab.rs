@@ -606,6 +606,112 @@ async fn without_graceful_degradation_a_broker_outage_gives_500s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_broker_and_database_down_the_api_answers_503_within_its_bound() {
+    let mut bench = Bench::start("lab-both-down", 100).await;
+    let options = bench.lab_options();
+    let bound = options.request_timeout;
+    let lab = bench.lab(options).await;
+    bench.nats.stop().await.expect("stop nats-server");
+    bench.postgres.stop().await.expect("stop PostgreSQL");
+
+    let first = submit(&bench.http, &lab.url(), "nowhere to go").await;
+    let second = submit(&bench.http, &lab.url(), "still nowhere").await;
+    for refused in [&first, &second] {
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{refused:?}"
+        );
+        assert!(
+            refused.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("database")),
+            "a JSON error: {refused:?}"
+        );
+        assert!(
+            refused.elapsed <= bound + Duration::from_millis(500),
+            "{refused:?}"
+        );
+    }
+    let started = Instant::now();
+    let health: Value = bench
+        .http
+        .get(format!("{}/health", lab.url()))
+        .send()
+        .await
+        .expect("GET /health")
+        .json()
+        .await
+        .expect("health JSON");
+    assert_eq!(
+        (
+            health["nats"]["status"].as_str(),
+            health["postgres"]["status"].as_str()
+        ),
+        (Some("down"), Some("down")),
+        "{health}"
+    );
+    let stats = bench.stats(&lab).await;
+    assert!(
+        started.elapsed() <= Duration::from_secs(3),
+        "health and stats answer within their probes"
+    );
+    assert_eq!(
+        stats.retry_queue_depth, None,
+        "an unknown depth is reported as unknown"
+    );
+    assert_eq!(stats.rejected, 2);
+    assert_eq!(
+        stats.db_fail_fast, 1,
+        "the second request did not wait for the pool again: {stats:?}"
+    );
+
+    bench
+        .postgres
+        .start_again()
+        .await
+        .expect("start PostgreSQL again");
+    bench
+        .nats
+        .start_again()
+        .await
+        .expect("start nats-server again");
+    let after = eventually(
+        "tasks are accepted again once both are back",
+        Duration::from_secs(30),
+        async || {
+            let after = submit(&bench.http, &lab.url(), "back again").await;
+            if after.body["status"] == "accepted" {
+                Ok(after)
+            } else {
+                Err(format!("{after:?}"))
+            }
+        },
+    )
+    .await;
+    let id = after.body["id"].as_str().expect("id").to_string();
+    eventually(
+        "the task is notified",
+        Duration::from_secs(30),
+        async || {
+            let received = bench.received().await;
+            if received
+                .messages
+                .iter()
+                .any(|m| m.idempotency_key.as_deref() == Some(&id))
+            {
+                Ok(())
+            } else {
+                Err(format!("{received:?}"))
+            }
+        },
+    )
+    .await;
+    lab.stop().await;
+    bench.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_exhaustion_answers_503_within_the_bound_and_recovers() {
     // 20 slots, 3 of them reserved for superusers: 17 for ordinary roles.
     let mut bench = Bench::start("lab-pool-exhaustion", 20).await;
@@ -690,9 +796,11 @@ async fn pool_exhaustion_answers_503_within_the_bound_and_recovers() {
     assert_eq!(health["postgres"]["status"], "down", "{health}");
     let stats = bench.stats(&lab).await;
     assert!(
-        stats.pool_timeouts >= 3,
+        stats.pool_timeouts >= 1,
         "pool timeouts are counted: {stats:?}"
     );
+    // After a pool timeout, requests fail fast for one pool timeout instead of waiting again.
+    assert_eq!(stats.pool_timeouts + stats.db_fail_fast, 3, "{stats:?}");
     assert_eq!(stats.rejected, 3);
 
     for connection in hog.drain(..) {

@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::TaskMessage;
+use super::breaker::Breaker;
 use super::broker::Broker;
 use super::stats::{Counters, bump};
 use super::store;
@@ -29,6 +30,8 @@ pub(crate) struct ApiState {
     pub broker: Broker,
     pub pool: PgPool,
     pub counters: Arc<Counters>,
+    /// Guards the retry-queue insert: requests fail fast while the database is unreachable.
+    pub breaker: Arc<Breaker>,
     pub request_timeout: Duration,
     pub graceful_degradation: bool,
     /// Queued tasks are promised to be retried no earlier than this from now.
@@ -113,22 +116,34 @@ async fn submit(state: &ApiState, task: &TaskMessage) -> Response {
             format!("broker unavailable: {failure}"),
         );
     }
+    let unavailable = |db_problem: &dyn std::fmt::Display| {
+        bump(&state.counters.rejected);
+        tracing::error!(task = %task.id, %failure, %db_problem, "broker and database unavailable");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("broker unavailable ({failure}) and database unavailable ({db_problem})"),
+        )
+    };
+    let pass = match state.breaker.admit() {
+        Ok(pass) => pass,
+        Err(cause) => {
+            bump(&state.counters.db_fail_fast);
+            return unavailable(&cause);
+        }
+    };
     let retry_at = Utc::now() + state.retry_delay;
     match store::enqueue(&state.pool, task, retry_at).await {
         Ok(()) => {
+            pass.succeeded();
             bump(&state.counters.queued);
             tracing::info!(task = %task.id, %failure, "broker unavailable, task queued for retry");
             let body = json!({ "id": task.id, "status": "queued", "retry_at": retry_at });
             (StatusCode::ACCEPTED, Json(body)).into_response()
         }
         Err(db_error) => {
+            pass.failed(&db_error);
             store::count_error(&state.counters, &db_error);
-            bump(&state.counters.rejected);
-            tracing::error!(task = %task.id, %failure, %db_error, "broker and database unavailable");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("broker unavailable ({failure}) and database unavailable ({db_error})"),
-            )
+            unavailable(&db_error)
         }
     }
 }

@@ -7,6 +7,7 @@
 //! bounded, processing is idempotent on the task id, and `/stats` tells what happened.
 
 mod api;
+mod breaker;
 mod broker;
 mod drainer;
 mod notifier;
@@ -560,6 +561,7 @@ pub async fn run_lab(
         broker: broker.clone(),
         pool: pool.clone(),
         counters,
+        breaker: breaker::Breaker::new(options.pool_timeout),
         request_timeout: options.request_timeout,
         graceful_degradation: options.graceful_degradation,
         retry_delay: options.drain_interval,

@@ -24,6 +24,7 @@ pub(crate) struct Counters {
     pub webhook_failures: AtomicU64,
     pub pool_timeouts: AtomicU64,
     pub db_errors: AtomicU64,
+    pub db_fail_fast: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -93,6 +94,9 @@ pub struct StatsSnapshot {
     pub pool_timeouts: u64,
     /// Other database errors.
     pub db_errors: u64,
+    /// `POST /tasks` refused at once (503) because the database was unreachable moments before,
+    /// instead of waiting out the pool timeout again.
+    pub db_fail_fast: u64,
     pub pool: PoolStats,
     pub nats_connected: bool,
 }
@@ -124,6 +128,7 @@ impl Counters {
             webhook_failures: read(&self.webhook_failures),
             pool_timeouts: read(&self.pool_timeouts),
             db_errors: read(&self.db_errors),
+            db_fail_fast: read(&self.db_fail_fast),
             pool,
             nats_connected,
         }
