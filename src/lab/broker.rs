@@ -165,6 +165,23 @@ impl Broker {
     }
 }
 
+/// The server URL(s) for logs and errors: a password, or a token given as the user name,
+/// becomes `***`.
+pub(crate) fn redacted_url(urls: &str) -> String {
+    let redact = |raw: &str| {
+        let Ok(mut url) = reqwest::Url::parse(raw.trim()) else {
+            return "<unparsable NATS URL>".to_string();
+        };
+        if url.password().is_some() {
+            let _cannot_fail_with_a_host = url.set_password(Some("***"));
+        } else if !url.username().is_empty() {
+            let _cannot_fail_with_a_host = url.set_username("***");
+        }
+        url.to_string()
+    };
+    urls.split(',').map(redact).collect::<Vec<_>>().join(",")
+}
+
 /// Reconnect quickly after a broker restart: 0 ms, then 100 ms steps up to 1 s.
 fn reconnect_delay(attempts: usize) -> Duration {
     let steps = u64::try_from(attempts.saturating_sub(1)).unwrap_or(u64::MAX);
@@ -184,6 +201,22 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_server_urls_are_hidden() {
+        assert_eq!(
+            redacted_url("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            redacted_url("nats://app:s3cret@127.0.0.1:4222"),
+            "nats://app:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            redacted_url("nats://t0ken@10.0.0.1:4222,nats://10.0.0.2:4222"),
+            "nats://***@10.0.0.1:4222,nats://10.0.0.2:4222"
+        );
+    }
 
     #[test]
     fn reconnect_delay_grows_to_a_one_second_cap() {

@@ -53,7 +53,7 @@ pub struct LabArgs {
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// NATS server URL.
+    /// NATS server URL (credentials in it never reach the logs).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
     /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/tasks (the password never
@@ -519,7 +519,7 @@ pub async fn run_lab(
         }
     };
     let nats_error = |message: String| LabError::Nats {
-        url: options.nats_url.clone(),
+        url: broker::redacted_url(&options.nats_url),
         message,
     };
     let broker = Broker::connect(&options.nats_url, options.publish_timeout)
@@ -575,7 +575,7 @@ pub async fn run_lab(
     };
     tracing::info!(
         addr = %server.addr,
-        nats = %options.nats_url,
+        nats = %broker::redacted_url(&options.nats_url),
         postgres = %options.postgres_url,
         webhook = %options.webhook_url,
         graceful_degradation = options.graceful_degradation,
