@@ -14,6 +14,9 @@ use super::broker::{Broker, PublishFailure};
 use super::stats::{Counters, add, bump};
 use super::store;
 
+/// A round stuck on a frozen database gives up (its transaction rolls back) after this long.
+const ROUND_BOUND: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DrainSettings {
     pub interval: Duration,
@@ -27,7 +30,7 @@ pub(crate) struct Drainer {
     pub settings: DrainSettings,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct BatchOutcome {
     republished: usize,
     failed: usize,
@@ -37,8 +40,12 @@ impl Drainer {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let full_batch = if self.broker.is_connected() {
-                match self.drain_batch().await {
-                    Ok(outcome) => {
+                match tokio::time::timeout(ROUND_BOUND, self.drain_batch()).await {
+                    Err(_) => {
+                        tracing::warn!(bound = ?ROUND_BOUND, "drainer round timed out; its rows stay queued");
+                        false
+                    }
+                    Ok(Ok(outcome)) => {
                         if outcome.republished > 0 {
                             tracing::info!(
                                 republished = outcome.republished,
@@ -48,7 +55,7 @@ impl Drainer {
                         }
                         outcome.failed == 0 && outcome.republished == self.settings.batch as usize
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         store::count_error(&self.counters, &error);
                         tracing::warn!(%error, "cannot drain the retry queue");
                         false
