@@ -9,14 +9,15 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 
 use crate::config::Config;
+use crate::faults::engine::FaultReport;
 use crate::keymap::{self, Action};
 use crate::metrics::Level;
 use crate::sources::{SourceEvent, SourceId, SourceStatus};
 use crate::state::{
-    AppState, Confirm, Mode, PendingAction, Picker, PickerItem, Session, SourceState, Toast,
-    ToastKind,
+    ActiveFault, ActivePhase, AppState, Confirm, FaultSpan, Mode, PendingAction, Picker,
+    PickerItem, Session, SourceState, Toast, ToastKind,
 };
-use crate::timeline::{EventKind, Timeline, TimelineEvent};
+use crate::timeline::{Cause, EventKind, FaultPhase, Timeline, TimelineEvent};
 
 /// How long a toast stays up.
 const TOAST_MS: u64 = 4000;
@@ -35,6 +36,8 @@ pub enum Event {
     Signal(&'static str),
     /// Background work finished.
     ReportWritten(Result<Vec<PathBuf>, String>),
+    /// A fault moved a step (from the fault engine).
+    Fault(FaultReport),
 }
 
 /// Work the console loop runs off the UI thread.
@@ -42,6 +45,18 @@ pub enum Event {
 pub enum Effect {
     /// Rebuild the report from the session's timeline and write it.
     ExportReport,
+    /// Inject the catalog fault at this index.
+    InjectFault {
+        catalog_index: usize,
+        cause: Cause,
+    },
+    RevertFault {
+        id: String,
+        cause: Cause,
+    },
+    RevertAll {
+        cause: Cause,
+    },
     /// Run a scenario file.
     RunScenario(PathBuf),
 }
@@ -126,7 +141,84 @@ impl App {
             Event::ReportWritten(Err(e)) => {
                 self.toast(ToastKind::Error, format!("export failed: {e}"))
             }
+            Event::Fault(report) => self.on_fault(report),
         }
+    }
+
+    fn on_fault(&mut self, r: FaultReport) {
+        let now = self.state.now_ms;
+        let board = &mut self.state.faults;
+        let index = board.active.iter().position(|a| a.id == r.id);
+        match r.phase {
+            FaultPhase::Requested => {
+                let params = board
+                    .catalog
+                    .iter()
+                    .find(|c| c.name == r.name)
+                    .map(|c| c.params.clone())
+                    .unwrap_or_default();
+                board.active.push(ActiveFault {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    params,
+                    phase: ActivePhase::Injecting,
+                    started_ms: now,
+                    expires_ms: now,
+                    error: None,
+                });
+            }
+            FaultPhase::Applied => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Active;
+                    a.started_ms = now;
+                    a.expires_ms = now + r.lease.map_or(0, |l| l.as_millis() as u64);
+                    if !r.detail.is_empty() {
+                        a.params = r.detail.clone();
+                    }
+                }
+                board.spans.push(FaultSpan {
+                    name: r.name.clone(),
+                    from_ms: now,
+                    to_ms: None,
+                });
+            }
+            FaultPhase::RevertRequested => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Reverting;
+                }
+            }
+            FaultPhase::Reverted => {
+                if let Some(i) = index {
+                    board.active.remove(i);
+                }
+                if let Some(span) = board
+                    .spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == r.name && s.to_ms.is_none())
+                {
+                    span.to_ms = Some(now);
+                }
+                let max = board.active.len().saturating_sub(1);
+                self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
+            }
+            FaultPhase::Failed => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Failed;
+                    a.error = Some(r.detail.clone());
+                }
+                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail));
+            }
+        }
+        self.record(EventKind::Fault {
+            id: r.id,
+            name: r.name,
+            phase: r.phase,
+            target: r.target,
+            detail: r.detail,
+            cause: r.cause,
+        });
     }
 
     /// Appends to the timeline (the file first: it is the record) and to the panel.
@@ -139,6 +231,11 @@ impl App {
             }
         }
         self.dirty = true;
+    }
+
+    /// An informational toast from outside the app (start-up recovery).
+    pub fn notify(&mut self, text: String) {
+        self.toast(ToastKind::Info, text);
     }
 
     fn toast(&mut self, kind: ToastKind, text: String) {
@@ -357,9 +454,32 @@ impl App {
             }
             Action::Scenario => self.open_scenario_picker(),
             Action::TriggerFault(digit) => self.ask_to_inject(digit),
-            Action::RevertSelected | Action::RevertAll => {
+            Action::RevertAll => {
                 if self.state.faults.active.is_empty() {
                     self.toast(ToastKind::Info, "no active faults".into());
+                } else {
+                    self.effects.push(Effect::RevertAll {
+                        cause: Cause::PanicKey,
+                    });
+                    self.toast(
+                        ToastKind::Info,
+                        format!("reverting {} fault(s)…", self.state.faults.active.len()),
+                    );
+                }
+            }
+            Action::RevertSelected => {
+                let selected = self
+                    .state
+                    .faults
+                    .active
+                    .get(self.state.ui.selected_fault)
+                    .map(|a| a.id.clone());
+                match selected {
+                    Some(id) => self.effects.push(Effect::RevertFault {
+                        id,
+                        cause: Cause::Key("r".into()),
+                    }),
+                    None => self.toast(ToastKind::Info, "no active faults".into()),
                 }
             }
             Action::Quit | Action::Confirm | Action::Cancel => {}
@@ -413,6 +533,20 @@ impl App {
             return;
         };
         let entry = &self.state.faults.catalog[index];
+        let running = self
+            .state
+            .faults
+            .active
+            .iter()
+            .any(|a| a.name == entry.name && a.phase != ActivePhase::Failed);
+        if running {
+            let name = entry.name.clone();
+            self.toast(
+                ToastKind::Info,
+                format!("{name} is already active: select it and press r to revert"),
+            );
+            return;
+        }
         self.state.ui.mode = Mode::Confirm(Confirm {
             title: format!("Inject {}?", entry.name),
             lines: vec![
@@ -431,8 +565,18 @@ impl App {
 
     fn confirmed(&mut self, action: PendingAction) {
         match action {
-            PendingAction::InjectFault { .. } => {
-                self.toast(ToastKind::Error, "fault engine not attached".into());
+            PendingAction::InjectFault { catalog_index } => {
+                let key = self
+                    .state
+                    .faults
+                    .catalog
+                    .get(catalog_index)
+                    .and_then(|c| c.key)
+                    .map_or("?".into(), |k| k.to_string());
+                self.effects.push(Effect::InjectFault {
+                    catalog_index,
+                    cause: Cause::Key(key),
+                });
             }
             PendingAction::RunScenario { path } => self.effects.push(Effect::RunScenario(path)),
         }

@@ -64,6 +64,7 @@ pub(super) fn expand_all(raw: &mut RawConfig, doc: &TomlDoc) -> Result<(), Input
     }
     if let Some(pg) = &mut raw.postgres {
         field(doc, "postgres.url", &mut pg.url)?;
+        opt_field(doc, "postgres.admin_url", &mut pg.admin_url)?;
         for (i, g) in pg.gauges.iter_mut().enumerate() {
             field(doc, &format!("postgres.gauge[{i}].sql"), &mut g.sql)?;
         }

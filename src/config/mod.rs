@@ -5,6 +5,7 @@
 //! expands from the environment. Secrets found in the config feed the [`Redactor`].
 
 mod env;
+pub mod faults;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::faults::spec::{ContainerTarget, ProcessTarget};
 use crate::metrics::Threshold;
 use crate::redact::{self, Redactor};
 use crate::toml_input::{Dur, InputError, TomlDoc};
@@ -29,6 +31,13 @@ pub struct Config {
     pub postgres: Option<PostgresConfig>,
     pub webhooks: Vec<WebhookConfig>,
     pub probes: Vec<ProbeConfig>,
+    /// TCP proxies the app connects through (network faults act here).
+    pub proxies: Vec<faults::ProxyConfig>,
+    /// Containers and processes faults may act on: the allowlist.
+    pub containers: Vec<ContainerTarget>,
+    pub processes: Vec<ProcessTarget>,
+    /// The fault catalog, in config order, every entry with its key.
+    pub faults: Vec<faults::CatalogFault>,
     redactor: Redactor,
 }
 
@@ -104,6 +113,8 @@ pub struct NatsWatch {
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     pub url: String,
+    /// Connection the PostgreSQL faults use (a role allowed to terminate backends); default `url`.
+    pub admin_url: Option<String>,
     #[serde(default = "default_probe_timeout")]
     pub timeout: Dur,
     /// Share of usable connections in use that means trouble.
@@ -225,6 +236,14 @@ struct RawConfig {
     webhook: Vec<WebhookConfig>,
     #[serde(default)]
     probe: Vec<ProbeConfig>,
+    #[serde(default)]
+    proxy: Vec<faults::ProxyConfig>,
+    #[serde(default)]
+    container: Vec<faults::RawContainer>,
+    #[serde(default)]
+    process: Vec<faults::RawProcess>,
+    #[serde(default)]
+    fault: Vec<faults::RawFault>,
 }
 
 /// Where the config was found, for messages.
@@ -273,6 +292,19 @@ impl Config {
         let mut raw: RawConfig = doc.deserialize()?;
         env::expand_all(&mut raw, doc)?;
         validate(&raw, doc)?;
+        faults::check_proxies(doc, &raw.proxy)?;
+        let containers = faults::containers(doc, &raw.container)?;
+        let processes = faults::processes(doc, &raw.process)?;
+        let targets = faults::Targets {
+            proxies: &raw.proxy,
+            webhooks: raw.webhook.iter().map(|w| w.name.as_str()).collect(),
+            containers: &raw.container,
+            processes: &raw.process,
+            postgres: raw.postgres.is_some(),
+            nats: raw.nats.is_some(),
+        };
+        let catalog = faults::catalog(doc, &raw.fault, &targets, &containers, &processes)?;
+        check_listen_addresses(doc, &raw)?;
         let redactor = Redactor::new(collect_secrets(&raw));
         Ok(Config {
             file: doc.file().to_path_buf(),
@@ -281,6 +313,10 @@ impl Config {
             postgres: raw.postgres,
             webhooks: raw.webhook,
             probes: raw.probe,
+            proxies: raw.proxy,
+            containers,
+            processes,
+            faults: catalog,
             redactor,
         })
     }
@@ -310,7 +346,10 @@ impl Config {
             );
             for p in &pg.pools {
                 out.insert(
-                    format!("pg.app.{}.utilization", p.application_name),
+                    format!(
+                        "pg.app.{}.utilization",
+                        crate::sources::postgres::key_segment(&p.application_name)
+                    ),
                     Threshold::above(Some(p.warn), Some(p.crit)),
                 );
             }
@@ -350,6 +389,7 @@ fn collect_secrets(raw: &RawConfig) -> Vec<String> {
     }
     if let Some(pg) = &raw.postgres {
         out.extend(redact::secrets_in_url(&pg.url));
+        out.extend(pg.admin_url.iter().flat_map(|u| redact::secrets_in_url(u)));
     }
     for w in &raw.webhook {
         out.extend(redact::secrets_in_url(&w.upstream));
@@ -574,6 +614,37 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         "name",
         raw.probe.iter().map(|p| p.name.as_str()),
     )?;
+    Ok(())
+}
+
+/// Listeners share one daemon: names and addresses must not collide across kinds.
+fn check_listen_addresses(doc: &TomlDoc, raw: &RawConfig) -> Result<(), InputError> {
+    let mut names = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    let webhooks = raw
+        .webhook
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("webhook[{i}]"), &w.name, w.listen));
+    let proxies = raw
+        .proxy
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("proxy[{i}]"), &p.name, p.listen));
+    for (path, name, listen) in webhooks.chain(proxies) {
+        if !names.insert(name.clone()) {
+            return Err(doc.error_at(
+                &format!("{path}.name"),
+                format!("name \"{name}\" is already used by another listener"),
+            ));
+        }
+        if listen.port() != 0 && !addrs.insert(listen) {
+            return Err(doc.error_at(
+                &format!("{path}.listen"),
+                format!("address {listen} is already used"),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -93,3 +93,63 @@ fn missing_config_says_where_it_looked() {
         "/nonexistent/gameday.toml: no such config file (given with --config)"
     );
 }
+
+#[test]
+fn the_fault_catalog_resolves_targets_keys_and_leases() {
+    let file = fixtures("valid")
+        .into_iter()
+        .find(|f| f.ends_with("faults.toml"))
+        .unwrap();
+    let c = load_fixture(&file).unwrap();
+    let keys: Vec<(&str, Option<u8>)> = c.faults.iter().map(|f| (f.name.as_str(), f.key)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("nats-slow", Some(1)),
+            ("nats-cut", Some(2)),
+            ("webhook-slow", Some(3)),
+            ("webhook-503", Some(4)),
+            ("broker-stop", Some(5)),
+            ("broker-freeze", Some(6)),
+            ("pool-exhaustion", Some(7)),
+            ("backlog", Some(8)),
+        ]
+    );
+    assert_eq!(c.faults[0].lease, Duration::from_secs(120));
+    assert_eq!(c.faults[1].lease, faults::DEFAULT_LEASE);
+    use crate::faults::spec::{ContainerSelector, FaultSpec, HoldState};
+    use crate::proxy::{Direction, Fault, TcpFault};
+    assert_eq!(
+        c.faults[0].spec,
+        FaultSpec::Proxy {
+            listener: "nats".into(),
+            fault: Fault::Tcp(TcpFault::Latency {
+                latency: Duration::from_millis(200),
+                jitter: Duration::from_millis(20),
+                direction: Direction::Downstream,
+                probability: 1.0
+            })
+        }
+    );
+    match &c.faults[4].spec {
+        FaultSpec::Container { target, .. } => assert_eq!(
+            target.selector,
+            ContainerSelector::Name("gameday-nats".into())
+        ),
+        other => panic!("{other:?}"),
+    }
+    match &c.faults[6].spec {
+        FaultSpec::PgExhaust {
+            connections,
+            state,
+            application_name,
+        } => {
+            assert_eq!(
+                (*connections, *state, application_name.as_str()),
+                (50, HoldState::IdleInTransaction, "gameday-fault")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.processes[0].ready.as_deref(), Some("127.0.0.1:4222"));
+}

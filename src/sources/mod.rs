@@ -104,3 +104,4 @@ pub mod probe;
 mod spawn;
 
 pub use spawn::spawn_all;
+pub mod webhook;

@@ -442,6 +442,7 @@ mod tests {
     fn config(url: String) -> PostgresConfig {
         PostgresConfig {
             url,
+            admin_url: None,
             timeout: Dur::from_millis(1500),
             warn: 0.8,
             crit: 0.95,
