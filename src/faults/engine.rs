@@ -300,8 +300,15 @@ impl Engine {
         )
         .await;
         if let Err(refused) = check_allowed(&self.ctx.config, &spec) {
-            self.report(&id, &active, FaultPhase::Failed, refused.to_string(), None, None)
-                .await;
+            self.report(
+                &id,
+                &active,
+                FaultPhase::Failed,
+                refused.to_string(),
+                None,
+                None,
+            )
+            .await;
             return;
         }
         let now = Utc::now();
