@@ -44,6 +44,8 @@ pub struct Prepared {
     pub config: Arc<Config>,
     pub session: Session,
     pub theme: Theme,
+    /// Whether the proxy daemon outlives this console (the demo stops it itself).
+    pub proxy_outlives: bool,
 }
 
 pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
@@ -77,6 +79,7 @@ pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
         config: Arc::new(config),
         session,
         theme,
+        proxy_outlives: true,
     })
 }
 
@@ -264,6 +267,7 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
         config,
         session,
         theme,
+        proxy_outlives,
     } = prepared;
     let artifacts = config.console.artifacts.clone();
     let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
@@ -416,7 +420,7 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    if let Some(client) = &proxy {
+    if let Some(client) = proxy.as_ref().filter(|_| proxy_outlives) {
         summary.push(format!(
             "proxy daemon (pid {}) keeps forwarding; stop it with `gameday proxy stop`",
             client.daemon().pid

@@ -91,7 +91,8 @@ pub fn main(args: DemoArgs) -> ExitCode {
         } else {
             let console = ConsoleArgs { config: Some(demo.config_path.clone()), theme: args.theme.clone(), session: None };
             match crate::console::prepare(&console) {
-                Ok(prepared) => {
+                Ok(mut prepared) => {
+                    prepared.proxy_outlives = false;
                     let outcome = crate::console::run(prepared).await;
                     crate::console::finish(outcome)
                 }
