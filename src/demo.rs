@@ -449,7 +449,7 @@ duration = "1m"
 
 /// Submits tasks at `rate` per second until cancelled.
 async fn trickle(api: String, rate: f64, stop: CancellationToken, submitted: Arc<AtomicU64>) {
-    let client = match reqwest::Client::builder()
+    let client = match crate::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()
     {

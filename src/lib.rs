@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod faults;
+pub mod http_client;
 pub mod keymap;
 pub mod lab;
 pub mod ledger;

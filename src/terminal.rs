@@ -28,7 +28,8 @@ impl TerminalGuard {
         }
         let mut terminal = Terminal::new(CrosstermBackend::new(stdout))?;
         terminal.hide_cursor()?;
-        terminal.clear()?;
+        // No `clear()`: a fresh alternate screen is blank, the first frame paints every cell, and
+        // `clear()` asks the terminal for the cursor position, which not every terminal answers.
         Ok(TerminalGuard { terminal })
     }
 }

@@ -69,10 +69,7 @@ impl Bench {
         )
         .await
         .expect("start the sink");
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _raced = rustls::crypto::ring::default_provider().install_default();
-        }
-        let http = reqwest::Client::builder()
+        let http = gameday::http_client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
@@ -874,10 +871,7 @@ async fn the_sink_checks_the_token_and_answers_repeats_like_an_idempotent_api() 
     )
     .await
     .expect("start the sink");
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _raced = rustls::crypto::ring::default_provider().install_default();
-    }
-    let http = reqwest::Client::builder()
+    let http = gameday::http_client::builder()
         .no_proxy()
         .build()
         .expect("HTTP client");

@@ -53,8 +53,7 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     pub fn new(settings: &NotifierSettings, counters: Arc<Counters>) -> Result<Self, String> {
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::http_client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2));
         if let Some(timeout) = settings.timeout {
@@ -154,14 +153,6 @@ fn backoff(retry: u32, rng: &mut impl Rng) -> Duration {
     let ceiling = backoff_ceiling(retry);
     let half = ceiling / 2;
     half + half.mul_f64(rng.random::<f64>())
-}
-
-/// reqwest is built without a bundled crypto provider; http webhooks need none, but building a
-/// client does. Another part of the program may have installed one already, which is fine.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _already_installed = rustls::crypto::ring::default_provider().install_default();
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! one and its latency includes connect time, as a fresh user of the service would see it.
 
 use std::collections::BTreeMap;
-use std::sync::Once;
 use std::time::Duration;
 
 use reqwest::{Client, Method};
@@ -35,15 +34,6 @@ pub async fn run(config: ProbeConfig, redactor: Redactor, tx: SourceTx, cancel: 
     every(interval, &mut reporter, cancel, &mut prober).await;
 }
 
-/// reqwest is built without a default crypto provider; install ring once for https probes.
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // Err means another part of the program installed one already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 impl Sampler for Prober {
     async fn read(&mut self) -> Reading {
         self.round().await
@@ -64,9 +54,8 @@ struct Prober {
 
 impl Prober {
     fn new(config: ProbeConfig, redactor: Redactor) -> Result<Self, String> {
-        install_crypto_provider();
         let timeout = config.timeout.get();
-        let client = Client::builder()
+        let client = crate::http_client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(0)
