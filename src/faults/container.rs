@@ -364,7 +364,8 @@ impl ContainerFault {
                 format!("every container labelled {label} and everything that talks to them{talks}")
             }
             ContainerSelector::Label(label) => {
-                let names: Vec<&str> = self.acted.values().map(String::as_str).collect();
+                let mut names: Vec<&str> = self.acted.values().map(String::as_str).collect();
+                names.sort_unstable();
                 format!(
                     "{} container{} labelled {label} ({}) and everything that talks to them{talks}",
                     names.len(),
