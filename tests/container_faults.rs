@@ -15,7 +15,10 @@ use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum as Status, EndpointSettings, HostConfig,
     NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
 use gameday::config::Config;
 use gameday::faults::container::{check_engine, check_target};
 use gameday::faults::docker::{DockerHandle, connect, host_from_env, import_image};
@@ -89,8 +92,53 @@ impl Drop for Cleanup {
     }
 }
 
-/// Serializes the image import between the tests of this binary (they run in parallel).
-static IMAGE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Serializes the image import and the sweep between the tests of this binary (they run in
+/// parallel); the flag says the sweep ran.
+static SETUP: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+
+/// Removes what test runs that were killed (no guard ran) left behind: containers and networks
+/// labelled `gameday.test=<pid>-…` whose process is gone.
+async fn sweep_dead_runs(docker: &Docker) {
+    let dead = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get("gameday.test"))
+            .and_then(|run| run.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let filters = HashMap::from([("label", vec!["gameday.test"])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap_or_default();
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for c in containers.iter().filter(|c| dead(c.labels.as_ref())) {
+        if let Some(id) = &c.id {
+            let _ = docker.remove_container(id, Some(force.clone())).await;
+        }
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap_or_default();
+    for n in networks.iter().filter(|n| dead(n.labels.as_ref())) {
+        if let Some(id) = &n.id {
+            let _ = docker.remove_network(id).await;
+        }
+    }
+}
 
 impl Lab {
     async fn new(test: &str) -> Lab {
@@ -225,7 +273,11 @@ async fn nats_image(docker: &Docker, dir: &Path) -> String {
     let (major, minor, patch) =
         gameday::services::nats_server_version(&found).expect("nats-server --version");
     let image = format!("gameday-test-nats:{major}.{minor}.{patch}");
-    let _one_at_a_time = IMAGE_LOCK.lock().await;
+    let mut swept = SETUP.lock().await;
+    if !*swept {
+        sweep_dead_runs(docker).await;
+        *swept = true;
+    }
     if docker.inspect_image(&image).await.is_ok() {
         return image;
     }
@@ -340,11 +392,12 @@ async fn stop_takes_nats_down_and_a_fresh_instance_starts_it_again() {
     let mut fault = build("broker-stop-1", &spec(&config, "broker-stop"));
     let started = Instant::now();
     fault.inject(&ctx).await.expect("inject");
-    let stop_to_down = wait_until("client fails", Duration::from_secs(5), || async {
+    let inject_call = started.elapsed();
+    wait_until("client fails", Duration::from_secs(5), || async {
         !client_works(nats.port).await
     })
-    .await
-        + started.elapsed();
+    .await;
+    let stop_to_down = started.elapsed();
     assert_eq!(lab.status(&nats.name).await, Status::EXITED);
     assert_eq!(
         check_target(docker, &config.containers[0]).await,
@@ -366,13 +419,17 @@ async fn stop_takes_nats_down_and_a_fresh_instance_starts_it_again() {
     let mut fresh = build("broker-stop-1", &spec(&config, "broker-stop"));
     let started = Instant::now();
     fresh.revert(&ctx).await.expect("revert");
-    let revert_to_up = wait_until("client works again", Duration::from_secs(10), || {
+    let revert_call = started.elapsed();
+    wait_until("client works again", Duration::from_secs(10), || {
         client_works(nats.port)
     })
-    .await
-        + started.elapsed();
+    .await;
+    let revert_to_up = started.elapsed();
     assert_eq!(lab.status(&nats.name).await, Status::RUNNING);
-    eprintln!("timing: stop→down {stop_to_down:?}, revert→up {revert_to_up:?}");
+    eprintln!(
+        "timing: inject call {inject_call:?}, stop→down {stop_to_down:?}; \
+         revert call {revert_call:?}, revert→up {revert_to_up:?}"
+    );
 }
 
 #[tokio::test]
