@@ -878,3 +878,34 @@ async fn through_the_engine_reports_come_in_order_and_the_ledger_holds_it_while_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_container_already_stopped_before_the_fault_stays_stopped_after_its_cleanup() {
+    let lab = Lab::new("container-already-stopped").await;
+    let nats = lab.nats("down-before", &[], None).await;
+    let config = lab.config(&format!(
+        "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
+         [[fault]]\nname = \"stop\"\nkind = \"container_stop\"\ntarget = \"broker\"\n",
+        nats.name
+    ));
+    let ctx = context(&config);
+    lab.docker
+        .stop_container(&nats.name, None)
+        .await
+        .expect("stopped by someone else");
+
+    let mut fault = build("stop-1", &spec(&config, "stop"));
+    assert_eq!(
+        fault.inject(&ctx).await,
+        Err(FaultError::Failed(
+            "broker is already stopped; nothing to do".into()
+        ))
+    );
+    // The engine's cleanup after a failed inject runs revert on the same instance.
+    fault.revert(&ctx).await.expect("cleanup");
+    assert_eq!(
+        lab.status(&nats.name).await,
+        Status::EXITED,
+        "not started by a fault that never stopped it"
+    );
+}
