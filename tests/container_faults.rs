@@ -49,16 +49,19 @@ struct Nats {
     port: u16,
 }
 
-/// Removes what a test created when dropped, panicking test included. Drop cannot await, so it
-/// uses its own runtime on its own thread.
-#[derive(Default)]
+/// Removes what a test created when dropped, panicking test included (its directory stays then,
+/// for a look at what happened). Drop cannot await, so it uses its own runtime on its own thread.
 struct Cleanup {
     containers: Mutex<Vec<String>>,
     networks: Mutex<Vec<String>>,
+    dir: PathBuf,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         let containers = std::mem::take(&mut *self.containers.lock().unwrap());
         let networks = std::mem::take(&mut *self.networks.lock().unwrap());
         let removal = std::thread::spawn(move || {
@@ -152,13 +155,18 @@ impl Lab {
             .join(".artifacts/test")
             .join(format!("{test}-{run}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let cleanup = Cleanup {
+            containers: Mutex::default(),
+            networks: Mutex::default(),
+            dir: dir.clone(),
+        };
         let image = nats_image(&docker, &dir).await;
         Lab {
             docker,
             run,
             dir,
             image,
-            cleanup: Cleanup::default(),
+            cleanup,
         }
     }
 
@@ -758,6 +766,7 @@ async fn no_engine_is_unavailable_with_the_reason_at_once() {
         started.elapsed()
     );
     assert_eq!(check_engine(&ctx.docker).await, Err(expected));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
