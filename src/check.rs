@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::console::{EXIT_INVALID_INPUT, load_config};
+use crate::faults::container;
+use crate::faults::docker::DockerHandle;
 use crate::snapshot::collect;
 use crate::sources::{SourceId, SourceStatus};
 
@@ -121,11 +123,42 @@ pub async fn targets(config: &Arc<Config>) -> Vec<Row> {
             result,
         });
     }
+    rows.extend(container_rows(config).await);
     for note in collected.notes {
         rows.push(Row {
             name: "proxy daemon".into(),
             kind: "daemon",
             result: Err(note),
+        });
+    }
+    rows
+}
+
+/// The Docker engine and every declared `[[container]]`, when the config declares any.
+async fn container_rows(config: &Config) -> Vec<Row> {
+    if config.containers.is_empty() {
+        return Vec::new();
+    }
+    let handle = DockerHandle::from_env();
+    let engine = container::check_engine(&handle).await;
+    let engine_up = engine.is_ok();
+    let mut rows = vec![Row {
+        name: "docker engine".into(),
+        kind: "docker",
+        result: engine,
+    }];
+    for target in &config.containers {
+        let result = match engine_up {
+            true => match handle.get().await {
+                Ok(docker) => container::check_target(docker, target).await,
+                Err(reason) => Err(reason),
+            },
+            false => Err("not checked: the Docker engine is not reachable".into()),
+        };
+        rows.push(Row {
+            name: target.name.clone(),
+            kind: "container",
+            result,
         });
     }
     rows

@@ -234,10 +234,7 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
             eprintln!("gameday: {e}");
             None
         });
-        let ctx = FaultContext {
-            config: config.clone(),
-            proxy,
-        };
+        let ctx = FaultContext::new(config.clone(), proxy);
         let results = recover(&ctx, &ledger).await;
         if results.is_empty() {
             println!("nothing to recover: the fault ledger lists no fault of a stopped console");
@@ -289,10 +286,12 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
                 .map(|f| format!("listener {f}")),
         );
     }
-    let ctx = Arc::new(FaultContext {
-        config: config.clone(),
-        proxy: proxy.clone(),
-    });
+    let ctx = Arc::new(FaultContext::new(config.clone(), proxy.clone()));
+    if !config.containers.is_empty()
+        && let Err(reason) = ctx.docker.get().await
+    {
+        notices.push(format!("container faults unavailable: {reason}"));
+    }
 
     let timeline = Timeline::create(&session.dir, config.redactor().clone())
         .map_err(|e| format!("timeline: {e}"))?;

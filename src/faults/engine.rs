@@ -557,10 +557,7 @@ mod tests {
             .await
             .unwrap(),
         );
-        let ctx = Arc::new(FaultContext {
-            config: config.clone(),
-            proxy: Some(client.clone()),
-        });
+        let ctx = Arc::new(FaultContext::new(config.clone(), Some(client.clone())));
         let ledger = Ledger::new(&dir).unwrap();
         let (tx, reports) = mpsc::channel(256);
         let engine = spawn(ctx, ledger.clone(), "test".into(), tx);

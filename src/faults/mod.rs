@@ -2,6 +2,8 @@
 //! revert — both idempotent); the [`engine`] runs them off the UI loop under deadlines and
 //! leases, writes the [`crate::ledger`] before anything is applied, and reports each step.
 
+pub mod container;
+pub mod docker;
 pub mod engine;
 pub mod proxied;
 pub mod spec;
@@ -45,6 +47,24 @@ pub struct FaultContext {
     pub config: Arc<Config>,
     /// The proxy daemon, when the config has proxies or webhooks.
     pub proxy: Option<std::sync::Arc<ProxyClient>>,
+    /// The Docker engine (`DOCKER_HOST`), connected when a container fault first needs it.
+    pub docker: docker::DockerHandle,
+}
+
+impl FaultContext {
+    /// The Docker engine is the one `DOCKER_HOST` names (or the default socket).
+    pub fn new(config: Arc<Config>, proxy: Option<Arc<ProxyClient>>) -> Self {
+        FaultContext {
+            config,
+            proxy,
+            docker: docker::DockerHandle::from_env(),
+        }
+    }
+
+    /// The connected Docker client, or `Unavailable` with where it looked and why.
+    pub async fn docker(&self) -> Result<&bollard::Docker, FaultError> {
+        self.docker.get().await.map_err(FaultError::Unavailable)
+    }
 }
 
 /// One fault instance. `inject` and `revert` are idempotent: running either twice is harmless, and
@@ -93,6 +113,10 @@ pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
         FaultSpec::Proxy { listener, fault } => {
             Box::new(proxied::ProxiedFault::new(id, listener, fault.clone()))
         }
+        FaultSpec::Container { target, action } => Box::new(container::ContainerFault::new(
+            target.clone(),
+            action.clone(),
+        )),
         other => Box::new(Unsupported(other.clone())),
     }
 }
