@@ -3,6 +3,9 @@
 //! leases, writes the [`crate::ledger`] before anything is applied, and reports each step.
 
 pub mod engine;
+pub mod nats;
+pub mod postgres;
+pub mod process;
 pub mod proxied;
 pub mod spec;
 
@@ -59,6 +62,11 @@ pub trait Fault: Send + Sync {
     fn escalate<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         self.revert(ctx)
     }
+    /// How long `revert` may take before it is escalated. Longer for reverts that start a
+    /// process and wait until it is ready.
+    fn revert_deadline(&self) -> Duration {
+        engine::REVERT_DEADLINE
+    }
 }
 
 /// Builds the implementation for a spec. `id` is unique per injection.
@@ -66,6 +74,36 @@ pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
     match spec {
         FaultSpec::Proxy { listener, fault } => {
             Box::new(proxied::ProxiedFault::new(id, listener, fault.clone()))
+        }
+        FaultSpec::Process { target, action } => {
+            Box::new(process::ProcessFault::new(target.clone(), *action))
+        }
+        FaultSpec::PgExhaust {
+            connections,
+            state,
+            application_name,
+        } => Box::new(postgres::PgExhaust::new(
+            id,
+            *connections,
+            *state,
+            application_name,
+        )),
+        FaultSpec::PgLock {
+            table,
+            mode,
+            application_name,
+        } => Box::new(postgres::PgLock::new(id, table, mode, application_name)),
+        FaultSpec::PgTerminate { application_name } => {
+            Box::new(postgres::PgTerminate::new(application_name))
+        }
+        FaultSpec::NatsFlood {
+            subject,
+            count,
+            rate,
+            payload_bytes,
+        } => Box::new(nats::NatsFlood::new(subject, *count, *rate, *payload_bytes)),
+        FaultSpec::NatsConsumerPause { stream, consumer } => {
+            Box::new(nats::NatsConsumerPause::new(stream, consumer))
         }
         other => Box::new(Unsupported(other.clone())),
     }
