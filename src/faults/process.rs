@@ -350,7 +350,9 @@ struct Proc {
 
 impl Snapshot {
     fn take(target: &ProcessTarget) -> Result<Snapshot, FaultError> {
-        if target.process_name.is_none() && target.cmdline.is_none() {
+        // An empty name or substring would match everything.
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if !set(&target.process_name) && !set(&target.cmdline) {
             return Err(FaultError::Refused(format!(
                 "process target {} names neither `process` nor `cmdline`",
                 target.name
@@ -436,20 +438,29 @@ impl Snapshot {
 }
 
 fn matches(target: &ProcessTarget, p: &sysinfo::Process) -> bool {
-    let name_ok = target.process_name.as_deref().is_none_or(|want| {
-        let name = p.name().to_string_lossy();
-        // The kernel truncates names to 15 bytes; a longer configured name matches its prefix.
-        name == want
-            || (want.len() > COMM_LEN && want.as_bytes().get(..COMM_LEN) == Some(name.as_bytes()))
-    });
-    let cmd_ok = target.cmdline.as_deref().is_none_or(|want| {
-        let cmd: Vec<String> = p
-            .cmd()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        cmd.join(" ").contains(want)
-    });
+    let name_ok = target
+        .process_name
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .is_none_or(|want| {
+            let name = p.name().to_string_lossy();
+            // The kernel truncates names to 15 bytes; a longer configured name matches its prefix.
+            name == want
+                || (want.len() > COMM_LEN
+                    && want.as_bytes().get(..COMM_LEN) == Some(name.as_bytes()))
+        });
+    let cmd_ok = target
+        .cmdline
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .is_none_or(|want| {
+            let cmd: Vec<String> = p
+                .cmd()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            cmd.join(" ").contains(want)
+        });
     name_ok && cmd_ok
 }
 
@@ -581,4 +592,354 @@ fn start_detached(target: &ProcessTarget, artifacts: &Path) -> Result<u32, Fault
         })
         .map_err(|e| failed("start the reaper thread", e))?;
     Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use sqlx::ConnectOptions;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{NatsOptions, NatsServer, PgCluster, PgOptions, find_nats_server};
+    use crate::sources::{SourceEvent, SourceStatus};
+
+    fn context(dir: &Path, extra: &str) -> FaultContext {
+        let text = format!(
+            "[console]\nartifacts = \"{}\"\n{extra}",
+            dir.join("artifacts").display()
+        );
+        FaultContext {
+            config: Arc::new(Config::from_text(Path::new("gameday.toml"), &text).unwrap()),
+            proxy: None,
+        }
+    }
+
+    fn target(name: &str, process: Option<&str>, cmdline: &str) -> ProcessTarget {
+        ProcessTarget {
+            name: name.into(),
+            process_name: process.map(str::to_string),
+            cmdline: Some(cmdline.to_string()),
+            start: Vec::new(),
+            ready: None,
+            children: true,
+        }
+    }
+
+    /// Waits for the source's next status that satisfies `wanted`; how long it took.
+    async fn status_within(
+        events: &mut mpsc::Receiver<SourceEvent>,
+        within: Duration,
+        wanted: impl Fn(&SourceStatus) -> bool,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        let deadline = start + within;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(SourceEvent::Status { status, .. })) if wanted(&status) => {
+                    return Some(start.elapsed());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frozen_nats_server_is_down_until_a_fresh_instance_thaws_the_same_process() {
+        let dir = test_dir("fault-freeze-nats");
+        let server = NatsServer::start(NatsOptions::new(dir.join("nats")))
+            .await
+            .unwrap();
+        let pid = server.pid().unwrap();
+        let ctx = context(
+            &dir,
+            &format!(
+                "[nats]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+                server.client_url()
+            ),
+        );
+        let (tx, mut events) = mpsc::channel(1024);
+        let cancel = CancellationToken::new();
+        let source = tokio::spawn(crate::sources::nats::run(
+            ctx.config.nats.clone().unwrap(),
+            Duration::from_millis(200),
+            Default::default(),
+            tx,
+            cancel.clone(),
+        ));
+        assert!(
+            status_within(&mut events, Duration::from_secs(5), SourceStatus::is_up)
+                .await
+                .is_some(),
+            "the NATS source sees the broker up first"
+        );
+
+        let spec = target(
+            "nats",
+            Some("nats-server"),
+            &dir.join("nats").display().to_string(),
+        );
+        let mut fault = ProcessFault::new(spec.clone(), ProcessAction::Freeze);
+        fault.inject(&ctx).await.unwrap();
+        fault
+            .inject(&ctx)
+            .await
+            .expect("a second inject is harmless");
+        assert_eq!(state_of(pid), Some('T'), "nats-server is stopped");
+        assert!(
+            fault
+                .describe(&ctx.config)
+                .params
+                .contains(&pid.to_string()),
+            "the applied fault names the pid: {}",
+            fault.describe(&ctx.config).params
+        );
+        let down = status_within(&mut events, Duration::from_secs(3), |s| !s.is_up())
+            .await
+            .expect("the NATS source shows the frozen broker down within 3 s");
+
+        // The ledger path: a fresh instance from the same spec thaws it.
+        let mut fresh = ProcessFault::new(spec.clone(), ProcessAction::Freeze);
+        let reverting = Instant::now();
+        fresh.revert(&ctx).await.unwrap();
+        status_within(&mut events, Duration::from_secs(3), SourceStatus::is_up)
+            .await
+            .expect("the thawed broker is up again within 3 s");
+        let up = reverting.elapsed();
+        assert_eq!(server.pid(), Some(pid), "thawed, not restarted");
+        assert!(matches!(state_of(pid), Some(s) if s != 'T'));
+        fresh
+            .revert(&ctx)
+            .await
+            .expect("a second revert is harmless");
+        eprintln!("nats freeze: down after {down:?}, up {up:?} after the revert");
+
+        cancel.cancel();
+        source.await.unwrap();
+        drop(server);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn freezing_postgres_with_children_stalls_open_sessions_until_thawed() {
+        let dir = test_dir("fault-freeze-pg");
+        let cluster = PgCluster::start(PgOptions::new(dir.join("pg")))
+            .await
+            .unwrap();
+        let mut open = cluster
+            .superuser_options("postgres")
+            .connect()
+            .await
+            .unwrap();
+        let ctx = context(&dir, "");
+        let spec = target(
+            "postgres",
+            Some("postgres"),
+            &cluster.data_dir().display().to_string(),
+        );
+
+        let mut fault = ProcessFault::new(spec.clone(), ProcessAction::Freeze);
+        fault.inject(&ctx).await.unwrap();
+        let postmaster = cluster.pid().unwrap();
+        let snapshot = Snapshot::take(&spec).unwrap();
+        assert_eq!(snapshot.roots, vec![postmaster], "the postmaster matches");
+        let backends = snapshot.descendants(&snapshot.roots);
+        assert!(!backends.is_empty());
+        for pid in backends.iter().chain([&postmaster]) {
+            assert_eq!(state_of(*pid), Some('T'), "pid {pid} is stopped");
+        }
+        let params = fault.describe(&ctx.config).params;
+        assert!(params.contains("children"), "{params}");
+        let stalled = tokio::time::timeout(
+            Duration::from_secs(1),
+            sqlx::query("select 1").execute(&mut open),
+        )
+        .await;
+        assert!(stalled.is_err(), "a query on an open session stalls");
+
+        ProcessFault::new(spec, ProcessAction::Freeze)
+            .revert(&ctx)
+            .await
+            .unwrap();
+        let mut fresh = tokio::time::timeout(
+            Duration::from_secs(5),
+            cluster.superuser_options("postgres").connect(),
+        )
+        .await
+        .expect("a thawed server answers")
+        .unwrap();
+        let one: i32 = sqlx::query_scalar("select 1")
+            .fetch_one(&mut fresh)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        drop((open, fresh, cluster));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Kills whatever still matches when the test ends: a restarted process is not our child.
+    struct KillOnDrop(ProcessTarget);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Ok(snapshot) = Snapshot::take(&self.0) {
+                for pid in snapshot.roots {
+                    let _ = send(pid, Signal::SIGKILL, "test leftover");
+                }
+            }
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn nats_answers(url: &str) -> bool {
+        let Ok(Ok(client)) =
+            tokio::time::timeout(Duration::from_secs(2), async_nats::connect(url)).await
+        else {
+            return false;
+        };
+        let request = client.request("$JS.API.INFO", Bytes::new());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), request).await,
+            Ok(Ok(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn terminate_and_kill_take_nats_down_and_revert_starts_it_again() {
+        let dir = test_dir("fault-restart-nats");
+        let store = dir.join("store");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("nats://{address}");
+        let binary = find_nats_server().unwrap();
+        let spec = ProcessTarget {
+            start: vec![
+                binary.display().to_string(),
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                store.display().to_string(),
+            ],
+            ready: Some(address.clone()),
+            ..target("nats", Some("nats-server"), &store.display().to_string())
+        };
+        let _cleanup = KillOnDrop(spec.clone());
+        let ctx = context(&dir, "");
+
+        let refused = ProcessFault::new(spec.clone(), ProcessAction::Terminate)
+            .inject(&ctx)
+            .await;
+        assert!(
+            matches!(&refused, Err(FaultError::Refused(why)) if why.contains("no running process matches")),
+            "nothing runs yet: {refused:?}"
+        );
+
+        // A fresh instance's revert starts what is not running.
+        ProcessFault::new(spec.clone(), ProcessAction::Kill)
+            .revert(&ctx)
+            .await
+            .unwrap();
+        assert!(nats_answers(&url).await, "started by the revert");
+        assert!(log_path("nats", &dir.join("artifacts")).is_file());
+
+        for action in [ProcessAction::Terminate, ProcessAction::Kill] {
+            let before = Snapshot::take(&spec).unwrap().roots;
+            assert_eq!(before.len(), 1);
+            let mut fault = ProcessFault::new(spec.clone(), action);
+            let started = Instant::now();
+            fault.inject(&ctx).await.unwrap();
+            let gone_after = started.elapsed();
+            assert!(!is_alive(before[0]), "{action:?}: the process is gone");
+            assert!(!nats_answers(&url).await, "{action:?}: nothing answers");
+            fault
+                .inject(&ctx)
+                .await
+                .expect("a second inject is harmless");
+
+            let started = Instant::now();
+            fault.revert(&ctx).await.unwrap();
+            let back_after = started.elapsed();
+            assert!(nats_answers(&url).await, "{action:?}: answers again");
+            let after = Snapshot::take(&spec).unwrap().roots;
+            assert_eq!(after.len(), 1, "{action:?}: exactly one started");
+            assert_ne!(after, before, "{action:?}: a new process");
+            fault
+                .revert(&ctx)
+                .await
+                .expect("a second revert is harmless");
+            assert_eq!(
+                Snapshot::take(&spec).unwrap().roots,
+                after,
+                "not started twice"
+            );
+            eprintln!(
+                "{action:?}: gone after {gone_after:?}, ready {back_after:?} after the revert"
+            );
+        }
+        drop(_cleanup);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_target_that_matches_nothing_is_refused_with_what_was_searched() {
+        let dir = test_dir("fault-no-match");
+        let ctx = context(&dir, "");
+        let marker = format!("no-such-process-{}", uuid::Uuid::new_v4().simple());
+        for action in [
+            ProcessAction::Freeze,
+            ProcessAction::Terminate,
+            ProcessAction::Kill,
+        ] {
+            let result = ProcessFault::new(target("ghost", None, &marker), action)
+                .inject(&ctx)
+                .await;
+            let Err(FaultError::Refused(why)) = result else {
+                panic!("{action:?}: expected a refusal, got {result:?}");
+            };
+            assert!(why.contains(&marker), "names the search: {why}");
+        }
+        let empty = ProcessFault::new(target("anything", Some(""), ""), ProcessAction::Freeze)
+            .inject(&ctx)
+            .await;
+        assert!(
+            matches!(empty, Err(FaultError::Refused(_))),
+            "an empty search must not match everything: {empty:?}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gameday_and_the_processes_that_started_it_are_never_matched() {
+        let own = std::process::id();
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let snapshot = Snapshot::take(&target("self", None, &exe)).unwrap();
+        assert!(!snapshot.roots.contains(&own), "own process matched");
+
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        let parent_cmdline = fs::read_to_string(format!("/proc/{parent}/cmdline"))
+            .unwrap()
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let snapshot = Snapshot::take(&target("parent", None, &parent_cmdline)).unwrap();
+        assert!(!snapshot.roots.contains(&parent), "the parent matched");
+        assert!(snapshot.procs.contains_key(&parent), "the parent was seen");
+    }
 }
