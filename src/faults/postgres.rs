@@ -662,3 +662,324 @@ impl Fault for PgTerminate {
         Box::pin(async { Ok(()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{PgCluster, PgOptions};
+
+    const APP_PASSWORD: &str = "app-s3cret";
+
+    struct Lab {
+        cluster: PgCluster,
+        dir: PathBuf,
+        ctx: FaultContext,
+    }
+
+    /// A server allowing 20 connections, an ordinary `app` role owning database `tasks` with a
+    /// `tasks` table; the faults connect as the superuser (`admin_url`).
+    async fn lab(name: &str) -> Lab {
+        let dir = test_dir(name);
+        let cluster = PgCluster::start(PgOptions {
+            max_connections: 20,
+            ..PgOptions::new(dir.join("pg"))
+        })
+        .await
+        .unwrap();
+        cluster.create_role("app", APP_PASSWORD).await.unwrap();
+        cluster.create_database("tasks", "app").await.unwrap();
+        let text = format!(
+            "[console]\nartifacts = \"{}\"\n[postgres]\nurl = \"{}\"\nadmin_url = \"{}\"\n",
+            dir.join("artifacts").display(),
+            cluster.url_for("app", APP_PASSWORD, "tasks"),
+            cluster.superuser_url("tasks"),
+        );
+        let ctx = FaultContext {
+            config: Arc::new(Config::from_text(Path::new("gameday.toml"), &text).unwrap()),
+            proxy: None,
+        };
+        let lab = Lab { cluster, dir, ctx };
+        let mut app = lab.app("setup").await.unwrap();
+        sqlx::raw_sql("create table tasks (id serial primary key, title text)")
+            .execute(&mut app)
+            .await
+            .unwrap();
+        app.close().await.unwrap();
+        // Tests count free slots: wait until the setup session's backend has exited.
+        let mut observer = lab.observer().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sessions(&mut observer, "setup").await.is_empty() {
+            assert!(Instant::now() < deadline, "the setup session did not end");
+            tokio::time::sleep(POLL).await;
+        }
+        observer.close().await.unwrap();
+        lab
+    }
+
+    impl Lab {
+        fn app_options(&self, application_name: &str) -> PgConnectOptions {
+            PgConnectOptions::from_str(&self.cluster.url_for("app", APP_PASSWORD, "tasks"))
+                .unwrap()
+                .application_name(application_name)
+        }
+
+        async fn app(&self, application_name: &str) -> Result<PgConnection, sqlx::Error> {
+            self.app_options(application_name).connect().await
+        }
+
+        /// A superuser session opened before the server fills up.
+        async fn observer(&self) -> PgConnection {
+            self.cluster
+                .superuser_options("tasks")
+                .application_name("observer")
+                .connect()
+                .await
+                .unwrap()
+        }
+
+        fn finish(self) {
+            let Lab { cluster, dir, .. } = self;
+            drop(cluster);
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    async fn sessions(observer: &mut PgConnection, application_name: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "select coalesce(state, '') from pg_stat_activity where application_name = $1",
+        )
+        .bind(application_name)
+        .fetch_all(observer)
+        .await
+        .unwrap()
+    }
+
+    async fn app_query_within(lab: &Lab, limit: Duration) -> bool {
+        let query = async {
+            let mut app = lab.app("drill").await?;
+            sqlx::query_scalar::<_, i64>("select count(*) from tasks")
+                .fetch_one(&mut app)
+                .await
+        };
+        matches!(tokio::time::timeout(limit, query).await, Ok(Ok(_)))
+    }
+
+    #[tokio::test]
+    async fn exhausting_connections_times_out_the_app_pool_and_revert_leaves_none() {
+        let lab = lab("fault-pg-exhaust").await;
+        let mut observer = lab.observer().await;
+        let mut fault = PgExhaust::new(
+            "exhaust-1",
+            50,
+            HoldState::IdleInTransaction,
+            "gameday-fault",
+        );
+        assert_eq!(
+            fault.describe(&lab.ctx.config).params,
+            "50 connections idle in transaction as gameday-fault"
+        );
+        fault.inject(&lab.ctx).await.unwrap();
+        let held = fault.held();
+        // 20 slots: the observer has one, the fault takes every other.
+        assert_eq!(held, 19, "holds every slot it could get");
+        fault
+            .inject(&lab.ctx)
+            .await
+            .expect("a second inject is harmless");
+        assert_eq!(fault.held(), held, "and opens nothing more");
+        let params = fault.describe(&lab.ctx.config).params;
+        eprintln!("pg_exhaust applied: {params}");
+        assert!(
+            params.starts_with("holding 19 of 50 connections idle in transaction as gameday-fault")
+                && params.contains("53300"),
+            "{params}"
+        );
+        let states = sessions(&mut observer, "gameday-fault").await;
+        assert_eq!(states.len(), held);
+        assert!(
+            states.iter().all(|s| s == "idle in transaction"),
+            "{states:?}"
+        );
+
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(lab.app_options("app-pool"));
+        let started = Instant::now();
+        let starved = pool.acquire().await;
+        assert!(
+            matches!(starved, Err(sqlx::Error::PoolTimedOut)),
+            "the app pool times out: {starved:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "and does not hang"
+        );
+
+        let started = Instant::now();
+        fault.revert(&lab.ctx).await.unwrap();
+        let cleared_after = started.elapsed();
+        assert!(sessions(&mut observer, "gameday-fault").await.is_empty());
+        assert!(pool.acquire().await.is_ok(), "the app pool works again");
+        fault
+            .revert(&lab.ctx)
+            .await
+            .expect("a second revert is harmless");
+        eprintln!("pg_exhaust: {held} held; revert verified zero after {cleared_after:?}");
+        pool.close().await;
+        drop(observer);
+        lab.finish();
+    }
+
+    #[tokio::test]
+    async fn a_fresh_instance_reverts_an_exhaust_without_touching_other_faults() {
+        let lab = lab("fault-pg-fresh").await;
+        let mut observer = lab.observer().await;
+        // Both default to the same application_name.
+        let mut lock = PgLock::new("lock-1", "tasks", "access exclusive", "gameday-fault");
+        lock.inject(&lab.ctx).await.unwrap();
+        let mut exhaust = PgExhaust::new("exhaust-2", 5, HoldState::Idle, "gameday-fault");
+        exhaust.inject(&lab.ctx).await.unwrap();
+        assert_eq!(sessions(&mut observer, "gameday-fault").await.len(), 6);
+
+        // As `gameday recover` does for a killed console: a new instance, same id and spec.
+        let mut fresh = PgExhaust::new("exhaust-2", 5, HoldState::Idle, "gameday-fault");
+        fresh.revert(&lab.ctx).await.unwrap();
+        let left = sessions(&mut observer, "gameday-fault").await;
+        assert_eq!(left.len(), 1, "only the lock's session is left: {left:?}");
+        assert!(
+            !app_query_within(&lab, Duration::from_millis(500)).await,
+            "the lock is still held"
+        );
+        exhaust
+            .revert(&lab.ctx)
+            .await
+            .expect("the original instance's revert still succeeds");
+
+        lock.revert(&lab.ctx).await.unwrap();
+        assert!(sessions(&mut observer, "gameday-fault").await.is_empty());
+        drop(observer);
+        lab.finish();
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_blocks_queries_on_the_table_until_reverted() {
+        let lab = lab("fault-pg-lock").await;
+        assert!(app_query_within(&lab, Duration::from_secs(2)).await);
+        let mut lock = PgLock::new("lock-2", "tasks", "ACCESS EXCLUSIVE", "gameday-lock");
+        lock.inject(&lab.ctx).await.unwrap();
+        lock.inject(&lab.ctx)
+            .await
+            .expect("a second inject is harmless");
+        assert_eq!(
+            lock.describe(&lab.ctx.config).params,
+            "ACCESS EXCLUSIVE lock on tasks in an open transaction as gameday-lock"
+        );
+        assert!(
+            !app_query_within(&lab, Duration::from_secs(1)).await,
+            "a query on the locked table blocks"
+        );
+        lock.revert(&lab.ctx).await.unwrap();
+        assert!(
+            app_query_within(&lab, Duration::from_secs(2)).await,
+            "works after the revert"
+        );
+        lock.revert(&lab.ctx)
+            .await
+            .expect("a second revert is harmless");
+
+        // A killed console's lock: a fresh instance ends it.
+        let mut orphan = PgLock::new("lock-3", "tasks", "access exclusive", "gameday-lock");
+        orphan.inject(&lab.ctx).await.unwrap();
+        assert!(!app_query_within(&lab, Duration::from_millis(500)).await);
+        PgLock::new("lock-3", "tasks", "access exclusive", "gameday-lock")
+            .revert(&lab.ctx)
+            .await
+            .unwrap();
+        assert!(app_query_within(&lab, Duration::from_secs(2)).await);
+        orphan.revert(&lab.ctx).await.unwrap();
+
+        let bad = PgLock::new("lock-4", "tasks; drop table tasks", "share", "x")
+            .inject(&lab.ctx)
+            .await;
+        assert!(matches!(bad, Err(FaultError::Refused(_))), "{bad:?}");
+        let missing = PgLock::new("lock-5", "no_such_table", "share", "x")
+            .inject(&lab.ctx)
+            .await;
+        assert!(
+            matches!(&missing, Err(FaultError::Failed(why)) if why.contains("does not exist")),
+            "{missing:?}"
+        );
+        lab.finish();
+    }
+
+    #[tokio::test]
+    async fn terminating_an_application_ends_its_sessions_and_reports_how_many() {
+        let lab = lab("fault-pg-terminate").await;
+        let mut observer = lab.observer().await;
+        let mut drill = Vec::new();
+        for _ in 0..3 {
+            drill.push(lab.app("drill").await.unwrap());
+        }
+        let mut other = lab.app("bystander").await.unwrap();
+
+        let mut fault = PgTerminate::new("drill");
+        fault.inject(&lab.ctx).await.unwrap();
+        assert_eq!(fault.terminated(), Some(3));
+        assert_eq!(
+            fault.describe(&lab.ctx.config).params,
+            "terminated 3 sessions of drill"
+        );
+        assert!(sessions(&mut observer, "drill").await.is_empty());
+        for mut session in drill {
+            assert!(
+                sqlx::query("select 1").execute(&mut session).await.is_err(),
+                "a terminated session fails its next query"
+            );
+        }
+        sqlx::query("select 1")
+            .execute(&mut other)
+            .await
+            .expect("other applications are untouched");
+        fault
+            .inject(&lab.ctx)
+            .await
+            .expect("a second inject is harmless");
+        fault.revert(&lab.ctx).await.unwrap();
+        PgTerminate::new("drill").revert(&lab.ctx).await.unwrap();
+        drop((observer, other));
+        lab.finish();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_the_fault_without_showing_the_password() {
+        let dir = test_dir("fault-pg-unreachable");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text =
+            format!("[postgres]\nurl = \"postgres://app:{APP_PASSWORD}@127.0.0.1:{port}/tasks\"\n");
+        let ctx = FaultContext {
+            config: Arc::new(Config::from_text(Path::new("gameday.toml"), &text).unwrap()),
+            proxy: None,
+        };
+        let result = PgExhaust::new("e", 5, HoldState::Idle, "gameday-fault")
+            .inject(&ctx)
+            .await;
+        let Err(FaultError::Failed(why)) = result else {
+            panic!("expected a failure, got {result:?}");
+        };
+        eprintln!("unreachable: {why}");
+        assert!(why.contains(&format!("127.0.0.1:{port}")), "{why}");
+        assert!(!why.contains(APP_PASSWORD), "{why}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
