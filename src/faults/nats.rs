@@ -525,3 +525,253 @@ impl Fault for NatsConsumerPause {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use async_nats::jetstream::{consumer, stream};
+
+    use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{NatsOptions, NatsServer};
+
+    /// Debian's nats-server 2.9.10, unpacked from `apt-get download nats-server`; tests that
+    /// need an old server run only when it is there.
+    const OLD_SERVER: &str = ".artifacts/tools/nats29/root/usr/sbin/nats-server";
+
+    fn context(dir: &Path, server: &NatsServer) -> FaultContext {
+        let text = format!(
+            "[console]\nartifacts = \"{}\"\n[nats]\nurl = \"{}\"\n",
+            dir.join("artifacts").display(),
+            server.client_url()
+        );
+        FaultContext {
+            config: std::sync::Arc::new(
+                Config::from_text(Path::new("gameday.toml"), &text).unwrap(),
+            ),
+            proxy: None,
+        }
+    }
+
+    /// Stream TASKS on `tasks.>` with a durable pull consumer `workers` that nobody pulls from.
+    async fn tasks_stream(server: &NatsServer) -> jetstream::stream::Stream {
+        let client = async_nats::connect(server.client_url()).await.unwrap();
+        let js = jetstream(&client);
+        let stream = js
+            .create_stream(stream::Config {
+                name: "TASKS".into(),
+                subjects: vec!["tasks.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("workers".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        stream
+    }
+
+    async fn wait_for<F: Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) {
+        let deadline = Instant::now() + within;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "condition not met within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_fills_a_consumer_that_does_not_ack_and_revert_stops_it_midway() {
+        let dir = test_dir("fault-nats-flood");
+        let server = NatsServer::start(NatsOptions::new(dir.join("nats")))
+            .await
+            .unwrap();
+        let ctx = context(&dir, &server);
+        let stream = tasks_stream(&server).await;
+
+        let mut flood = NatsFlood::new("tasks.new", 1000, 5000.0, 64);
+        assert_eq!(
+            flood.describe(&ctx.config).params,
+            "1000 messages of 64 B to tasks.new at 5000/s"
+        );
+        flood.inject(&ctx).await.unwrap();
+        flood
+            .inject(&ctx)
+            .await
+            .expect("a second inject is harmless");
+        wait_for(Duration::from_secs(10), || async {
+            stream.consumer_info("workers").await.unwrap().num_pending == 1000
+        })
+        .await;
+        wait_for(Duration::from_secs(5), || async { flood.finished() }).await;
+        assert_eq!(flood.sent(), 1000, "sent once, not twice");
+        assert_eq!(
+            flood.describe(&ctx.config).params,
+            "1000 messages of 64 B to tasks.new at 5000/s: sent 1000 of 1000 into stream TASKS"
+        );
+        flood.revert(&ctx).await.unwrap();
+
+        let mut endless = NatsFlood::new("tasks.new", 1_000_000, 200.0, 64);
+        endless.inject(&ctx).await.unwrap();
+        wait_for(Duration::from_secs(10), || async { endless.sent() >= 20 }).await;
+        let started = Instant::now();
+        endless.revert(&ctx).await.unwrap();
+        let stopped_after = started.elapsed();
+        let sent = endless.sent();
+        assert!(endless.finished(), "the revert stops the flood");
+        assert!((20..1_000_000).contains(&sent), "stopped midway: {sent}");
+        let params = endless.describe(&ctx.config).params;
+        assert!(
+            params.contains(&format!("sent {sent} of 1000000")),
+            "{params}"
+        );
+        let info = stream.consumer_info("workers").await.unwrap();
+        assert_eq!(
+            info.num_pending,
+            1000 + sent,
+            "every sent message is stored"
+        );
+        endless
+            .revert(&ctx)
+            .await
+            .expect("a second revert is harmless");
+        NatsFlood::new("tasks.new", 10, 1.0, 1)
+            .revert(&ctx)
+            .await
+            .expect("a fresh instance has nothing to stop");
+        eprintln!("nats_flood: stopped after {sent} messages, revert took {stopped_after:?}");
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_flood_on_a_subject_without_a_stream_publishes_plain_messages() {
+        let dir = test_dir("fault-nats-flood-core");
+        let server = NatsServer::start(NatsOptions::new(dir.join("nats")))
+            .await
+            .unwrap();
+        let ctx = context(&dir, &server);
+        let client = async_nats::connect(server.client_url()).await.unwrap();
+        let mut subscriber = client.subscribe("events.noise").await.unwrap();
+        client.flush().await.unwrap();
+
+        let mut flood = NatsFlood::new("events.noise", 50, 10_000.0, 16);
+        flood.inject(&ctx).await.unwrap();
+        for _ in 0..50 {
+            let message = tokio::time::timeout(Duration::from_secs(5), subscriber.next())
+                .await
+                .expect("a subscriber receives the flood")
+                .unwrap();
+            assert_eq!(message.payload.len(), 16);
+        }
+        wait_for(Duration::from_secs(5), || async { flood.finished() }).await;
+        assert_eq!(flood.sent(), 50);
+        assert!(!flood.describe(&ctx.config).params.contains("stream"));
+        flood.revert(&ctx).await.unwrap();
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn pausing_a_consumer_shows_in_its_info_until_reverted() {
+        let dir = test_dir("fault-nats-pause");
+        let server = NatsServer::start(NatsOptions::new(dir.join("nats")))
+            .await
+            .unwrap();
+        assert!(server.version() >= (2, 11, 0), "needs a 2.11+ server");
+        let ctx = context(&dir, &server);
+        let stream = tasks_stream(&server).await;
+        assert!(!stream.consumer_info("workers").await.unwrap().paused);
+
+        let mut pause = NatsConsumerPause::new("TASKS", "workers");
+        pause.inject(&ctx).await.unwrap();
+        pause
+            .inject(&ctx)
+            .await
+            .expect("a second inject is harmless");
+        let info = stream.consumer_info("workers").await.unwrap();
+        assert!(info.paused, "paused in consumer info");
+        assert!(
+            info.pause_remaining.is_some_and(|r| r <= PAUSE_WINDOW),
+            "{:?}",
+            info.pause_remaining
+        );
+        pause.revert(&ctx).await.unwrap();
+        assert!(!stream.consumer_info("workers").await.unwrap().paused);
+        pause
+            .revert(&ctx)
+            .await
+            .expect("a second revert is harmless");
+
+        // A killed console's pause: a fresh instance resumes it.
+        let mut orphan = NatsConsumerPause::new("TASKS", "workers");
+        orphan.inject(&ctx).await.unwrap();
+        NatsConsumerPause::new("TASKS", "workers")
+            .revert(&ctx)
+            .await
+            .unwrap();
+        assert!(!stream.consumer_info("workers").await.unwrap().paused);
+        orphan.revert(&ctx).await.unwrap();
+
+        let missing = NatsConsumerPause::new("TASKS", "nobody").inject(&ctx).await;
+        assert!(
+            matches!(&missing, Err(FaultError::Failed(why)) if why.contains("TASKS/nobody")),
+            "{missing:?}"
+        );
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn consumer_pause_is_refused_on_nats_server_2_9_with_the_reason() {
+        let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(OLD_SERVER);
+        if !binary.is_file() {
+            eprintln!(
+                "skipped: no nats-server 2.9 at {} (apt-get download nats-server; dpkg-deb -x)",
+                binary.display()
+            );
+            return;
+        }
+        let dir = test_dir("fault-nats-pause-old");
+        let server = NatsServer::start(NatsOptions {
+            binary: Some(binary),
+            ..NatsOptions::new(dir.join("nats"))
+        })
+        .await
+        .unwrap();
+        let ctx = context(&dir, &server);
+        tasks_stream(&server).await;
+
+        let refused = NatsConsumerPause::new("TASKS", "workers")
+            .inject(&ctx)
+            .await;
+        assert_eq!(
+            refused,
+            Err(FaultError::Refused(
+                "consumer pause needs nats-server 2.11+, this is 2.9.10".into()
+            ))
+        );
+        NatsConsumerPause::new("TASKS", "workers")
+            .revert(&ctx)
+            .await
+            .expect("nothing was paused, so the revert succeeds");
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn server_versions_are_read_as_major_and_minor() {
+        assert_eq!(major_minor("2.9.10"), Some((2, 9)));
+        assert_eq!(major_minor("2.11.0-RC.1"), Some((2, 11)));
+        assert_eq!(major_minor("v2.15.1"), Some((2, 15)));
+        assert_eq!(major_minor("garbage"), None);
+    }
+}
