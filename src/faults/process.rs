@@ -897,6 +897,87 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_engine_waits_longer_than_its_default_for_a_process_to_come_back() {
+        use crate::faults::engine::{self, FaultReport};
+        use crate::faults::spec::FaultSpec;
+        use crate::ledger::Ledger;
+        use crate::timeline::{Cause, FaultPhase};
+
+        let dir = test_dir("fault-engine-restart");
+        let store = dir.join("store");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let serve = format!(
+            "exec {} -a 127.0.0.1 -p {port} -js -sd {}",
+            find_nats_server().unwrap().display(),
+            store.display()
+        );
+        let quick = ProcessTarget {
+            start: vec!["sh".into(), "-c".into(), serve.clone()],
+            ready: Some(address.clone()),
+            ..target("nats", None, &store.display().to_string())
+        };
+        // A server that needs longer to come back than the engine's default revert deadline
+        // and the escalation (a second revert) after it.
+        let slow_start =
+            engine::REVERT_DEADLINE + engine::ESCALATE_DEADLINE + Duration::from_secs(2);
+        let slow = ProcessTarget {
+            start: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep {}; {serve}", slow_start.as_secs()),
+            ],
+            ..quick.clone()
+        };
+        let _cleanup = KillOnDrop(quick.clone());
+        let ctx = context(&dir, "");
+        ProcessFault::new(quick, ProcessAction::Kill)
+            .revert(&ctx)
+            .await
+            .unwrap();
+        assert!(nats_answers(&format!("nats://{address}")).await);
+
+        let ledger = Ledger::new(&dir.join("artifacts")).unwrap();
+        let (tx, mut reports) = mpsc::channel::<FaultReport>(64);
+        let handle = engine::spawn(Arc::new(ctx), ledger.clone(), "test".into(), tx);
+        let spec = FaultSpec::Process {
+            target: slow,
+            action: ProcessAction::Kill,
+        };
+        handle
+            .inject(
+                "kill nats",
+                spec,
+                Duration::from_secs(600),
+                Cause::Key("1".into()),
+            )
+            .await;
+        let mut next = async |phases: &[FaultPhase]| loop {
+            let report = tokio::time::timeout(Duration::from_secs(45), reports.recv())
+                .await
+                .expect("the engine reports in time")
+                .expect("the engine runs");
+            if phases.contains(&report.phase) {
+                return report;
+            }
+        };
+        let applied = next(&[FaultPhase::Applied, FaultPhase::Failed]).await;
+        assert_eq!(applied.phase, FaultPhase::Applied, "{}", applied.detail);
+        let started = Instant::now();
+        handle.revert(&applied.id, Cause::Key("r".into())).await;
+        let done = next(&[FaultPhase::Reverted, FaultPhase::Failed]).await;
+        assert_eq!(done.phase, FaultPhase::Reverted, "{}", done.detail);
+        assert!(started.elapsed() > engine::REVERT_DEADLINE + engine::ESCALATE_DEADLINE);
+        assert!(nats_answers(&format!("nats://{address}")).await);
+        assert!(
+            ledger.entries().unwrap().is_empty(),
+            "the ledger is cleared"
+        );
+        drop(_cleanup);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn a_target_that_matches_nothing_is_refused_with_what_was_searched() {
         let dir = test_dir("fault-no-match");
         let ctx = context(&dir, "");
