@@ -122,6 +122,13 @@ struct Flood {
     task: Option<JoinHandle<()>>,
 }
 
+/// An instance dropped without a revert still stops its flood.
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 #[derive(Default)]
 struct Progress {
     /// Published (core NATS) or acknowledged by the stream (JetStream).
@@ -380,6 +387,14 @@ struct Renewal {
     task: JoinHandle<()>,
 }
 
+/// An instance dropped without a revert stops renewing; the pause then lapses by itself.
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.task.abort();
+    }
+}
+
 impl NatsConsumerPause {
     pub fn new(stream: &str, consumer: &str) -> Self {
         NatsConsumerPause {
@@ -485,12 +500,9 @@ impl Fault for NatsConsumerPause {
 
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
+            // Dropping the renewal stops it.
             let client = match self.renewal.take() {
-                Some(renewal) => {
-                    renewal.cancel.cancel();
-                    renewal.task.abort();
-                    renewal.client
-                }
+                Some(renewal) => renewal.client.clone(),
                 None => connect(&ctx.config).await?,
             };
             // An older server cannot have paused anything.

@@ -129,10 +129,29 @@ impl Target {
         }
     }
 
+    /// A connection for looking and terminating. A full server is tried again until the
+    /// connect timeout: right after a revert closed its sessions, their backends may not have
+    /// exited yet.
     async fn admin(&self, config: &Config) -> Result<PgConnection, FaultError> {
-        self.connect(config, ADMIN_APPLICATION_NAME)
-            .await
-            .map_err(|e| failed(config, &format!("cannot connect to {}", self.server), &e))
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match self.connect(config, ADMIN_APPLICATION_NAME).await {
+                Ok(connection) => return Ok(connection),
+                Err(e)
+                    if sqlstate(&e).as_deref() == Some(TOO_MANY_CONNECTIONS)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => {
+                    return Err(failed(
+                        config,
+                        &format!("cannot connect to {}", self.server),
+                        &e,
+                    ));
+                }
+            }
+        }
     }
 }
 

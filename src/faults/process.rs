@@ -46,6 +46,8 @@ pub struct ProcessFault {
     injected: Option<Injected>,
     /// The pid of the process this instance's revert started, if it had to start one.
     started: Option<u32>,
+    /// This instance's inject found nothing to act on: its revert must not start anything.
+    refused: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +65,7 @@ impl ProcessFault {
             action,
             injected: None,
             started: None,
+            refused: false,
         }
     }
 
@@ -286,11 +289,13 @@ impl Fault for ProcessFault {
 
     fn inject<'a>(&'a mut self, _ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            match self.action {
+            let result = match self.action {
                 ProcessAction::Freeze => self.freeze().await,
                 ProcessAction::Terminate => self.stop(Signal::SIGTERM).await,
                 ProcessAction::Kill => self.stop(Signal::SIGKILL).await,
-            }
+            };
+            self.refused = self.injected.is_none() && matches!(result, Err(FaultError::Refused(_)));
+            result
         })
     }
 
@@ -298,6 +303,9 @@ impl Fault for ProcessFault {
         Box::pin(async move {
             match self.action {
                 ProcessAction::Freeze => self.thaw().await,
+                // The engine reverts a failed inject; a process that was not running when the
+                // operator asked to stop it is not started by that cleanup.
+                ProcessAction::Terminate | ProcessAction::Kill if self.refused => Ok(()),
                 ProcessAction::Terminate | ProcessAction::Kill => self.restart(ctx).await,
             }
         })
@@ -842,12 +850,16 @@ mod tests {
         let _cleanup = KillOnDrop(spec.clone());
         let ctx = context(&dir, "");
 
-        let refused = ProcessFault::new(spec.clone(), ProcessAction::Terminate)
-            .inject(&ctx)
-            .await;
+        let mut refused = ProcessFault::new(spec.clone(), ProcessAction::Terminate);
+        let result = refused.inject(&ctx).await;
         assert!(
-            matches!(&refused, Err(FaultError::Refused(why)) if why.contains("no running process matches")),
-            "nothing runs yet: {refused:?}"
+            matches!(&result, Err(FaultError::Refused(why)) if why.contains("no running process matches")),
+            "nothing runs yet: {result:?}"
+        );
+        refused.revert(&ctx).await.unwrap();
+        assert!(
+            Snapshot::take(&spec).unwrap().roots.is_empty(),
+            "cleaning up a refused inject starts nothing"
         );
 
         // A fresh instance's revert starts what is not running.
