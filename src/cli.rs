@@ -34,6 +34,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Revert faults a killed console left applied (from the fault ledger).
     Recover(ConfigArg),
+    /// Bring up the built-in lab (NATS, PostgreSQL, the task tracker, traffic) and open the console on it.
+    Demo(crate::demo::DemoArgs),
     /// Run the built-in lab target: the task-tracker API, its workers and retry drainer.
     Lab(crate::lab::LabArgs),
     /// Run the lab's Telegram-like webhook sink.
@@ -113,6 +115,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Report(args)) => report_main(args),
         Some(Command::Recover(args)) => crate::console::recover_main(args.config.as_deref()),
+        Some(Command::Demo(args)) => crate::demo::main(args),
         Some(Command::Lab(args)) => crate::lab::main(args),
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
         Some(Command::Proxy { command }) => match command {

@@ -38,39 +38,56 @@ const QUIT_REVERT_DEADLINE: Duration = Duration::from_secs(20);
 /// Exit codes shared by the commands.
 pub const EXIT_INVALID_INPUT: u8 = 2;
 
-pub fn main(args: ConsoleArgs) -> ExitCode {
-    let config = match load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+/// Everything the console needs before the runtime starts: checked input, a session directory
+/// and the log file. Bad input is reported here (exit code 2) and nothing starts.
+pub struct Prepared {
+    pub config: Arc<Config>,
+    pub session: Session,
+    pub theme: Theme,
+    /// Whether the proxy daemon outlives this console (the demo stops it itself).
+    pub proxy_outlives: bool,
+}
+
+pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
+    let config = load_config(args.config.as_deref())?;
     let theme_name = args
         .theme
         .clone()
         .unwrap_or_else(|| config.console.theme.clone());
-    let theme = match Theme::load(&theme_name, &config.console.themes) {
-        Ok(t) => t,
-        Err(e) => return invalid(e),
-    };
-    if let Some(name) = &args.session
-        && let Err(e) = session::check_name(name)
-    {
-        return invalid(e);
+    let theme = Theme::load(&theme_name, &config.console.themes).map_err(invalid)?;
+    if let Some(name) = &args.session {
+        session::check_name(name).map_err(invalid)?;
     }
-    let (name, dir) = match session::create_dir(&config.console.artifacts, args.session.as_deref())
-    {
-        Ok(x) => x,
-        Err(e) => {
+    let (name, dir) = session::create_dir(&config.console.artifacts, args.session.as_deref())
+        .map_err(|e| {
             eprintln!(
                 "gameday: cannot create the session directory under {}: {e}",
                 config.console.artifacts.display()
             );
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = crate::logging::to_file(&dir.join("console.log")) {
+            ExitCode::FAILURE
+        })?;
+    crate::logging::to_file(&dir.join("console.log")).map_err(|e| {
         eprintln!("gameday: cannot open the log file: {e}");
-        return ExitCode::FAILURE;
-    }
+        ExitCode::FAILURE
+    })?;
+    let session = Session {
+        name,
+        dir,
+        started: chrono::Utc::now(),
+    };
+    Ok(Prepared {
+        config: Arc::new(config),
+        session,
+        theme,
+        proxy_outlives: true,
+    })
+}
+
+pub fn main(args: ConsoleArgs) -> ExitCode {
+    let prepared = match prepare(&args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,18 +98,14 @@ pub fn main(args: ConsoleArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = Arc::new(config);
-    let outcome = runtime.block_on(run(
-        config,
-        Session {
-            name,
-            dir: dir.clone(),
-            started: chrono::Utc::now(),
-        },
-        theme,
-    ));
+    let outcome = runtime.block_on(run(prepared));
     // Background tasks (sources, subscriptions) end with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    finish(outcome)
+}
+
+/// Prints the closing summary (after the terminal is restored) and picks the exit code.
+pub fn finish(outcome: Result<Vec<String>, String>) -> ExitCode {
     match outcome {
         Ok(summary) => {
             for line in summary {
@@ -248,7 +261,14 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
     })
 }
 
-async fn run(config: Arc<Config>, session: Session, theme: Theme) -> Result<Vec<String>, String> {
+/// Runs the console until it quits; returns the closing summary lines.
+pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
+    let Prepared {
+        config,
+        session,
+        theme,
+        proxy_outlives,
+    } = prepared;
     let artifacts = config.console.artifacts.clone();
     let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
     let proxy = attach_proxy(&config).await;
@@ -400,7 +420,7 @@ async fn run(config: Arc<Config>, session: Session, theme: Theme) -> Result<Vec<
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    if let Some(client) = &proxy {
+    if let Some(client) = proxy.as_ref().filter(|_| proxy_outlives) {
         summary.push(format!(
             "proxy daemon (pid {}) keeps forwarding; stop it with `gameday proxy stop`",
             client.daemon().pid

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod demo;
 pub mod faults;
 pub mod keymap;
 pub mod lab;

@@ -303,3 +303,146 @@ fn secrets_from_reasons_never_reach_the_timeline() {
         "the panel shows the masked reason"
     );
 }
+
+/// The whole app: data and keys go in through `handle`, the screen comes out of `ui::render`.
+mod whole_app {
+    use super::*;
+    use crate::faults::engine::FaultReport;
+    use crate::state::{ActivePhase, CatalogEntry};
+    use crate::ui::test_support::{draw, screen_text, theme};
+
+    fn feed_a_drill(r: &mut Rig) {
+        r.app.state.faults.catalog = vec![CatalogEntry {
+            key: Some(1),
+            name: "nats-cut".into(),
+            kind: "down".into(),
+            target: "nats".into(),
+            params: "refuse new connections, close open ones".into(),
+            blast_radius: "every connection through proxy nats".into(),
+            lease_ms: 60_000,
+        }];
+        r.status(SourceId::nats(), SourceStatus::Connecting);
+        r.status(SourceId::postgres(), SourceStatus::Connecting);
+        for s in 0..30u64 {
+            r.at(s * 1000);
+            if s == 1 {
+                r.status(SourceId::nats(), SourceStatus::Up);
+                r.status(SourceId::postgres(), SourceStatus::Up);
+            }
+            let pending = if s < 10 { 5.0 } else { 40.0 * s as f64 };
+            r.samples(&[
+                ("nats.up", 1.0),
+                ("nats.rtt_ms", 0.8),
+                ("nats.TASKS.messages", 100.0 + s as f64),
+                ("nats.TASKS.workers.pending", pending),
+                ("nats.TASKS.workers.ack_pending", 3.0),
+            ]);
+            r.app.handle(Event::Source(SourceEvent::Samples {
+                source: SourceId::postgres(),
+                values: vec![
+                    ("pg.up".into(), 1.0),
+                    ("pg.connections.used".into(), 12.0),
+                    ("pg.connections.max".into(), 37.0),
+                    ("pg.connections.utilization".into(), 12.0 / 37.0),
+                ],
+            }));
+            r.app.handle(Event::Tick);
+        }
+    }
+
+    #[test]
+    fn a_drill_driven_by_keys_and_data_renders_what_happened() {
+        let mut r = rig("whole-app");
+        feed_a_drill(&mut r);
+        // The operator triggers fault 1 and confirms it; the engine reports it applied.
+        r.at(30_000).key('1');
+        assert!(matches!(r.app.state.ui.mode, Mode::Confirm(_)));
+        let confirm_screen = screen_text(&draw(&r.app.state, &theme(), 80, 24));
+        assert!(
+            confirm_screen.contains("Inject nats-cut?"),
+            "{confirm_screen}"
+        );
+        assert!(confirm_screen.contains("Blast radius"), "{confirm_screen}");
+        r.key('y');
+        let effects = r.app.take_effects();
+        assert_eq!(
+            effects,
+            vec![Effect::InjectFault {
+                catalog_index: 0,
+                cause: Cause::Key("1".into())
+            }]
+        );
+        let report = |phase, detail: &str| FaultReport {
+            id: "nats-cut-1".into(),
+            name: "nats-cut".into(),
+            target: "nats".into(),
+            phase,
+            detail: detail.into(),
+            cause: None,
+            lease: Some(std::time::Duration::from_secs(60)),
+        };
+        r.app
+            .handle(Event::Fault(report(FaultPhase::Requested, "")));
+        r.app.handle(Event::Fault(report(
+            FaultPhase::Applied,
+            "refuse new connections, close open ones",
+        )));
+        r.at(31_500).status(
+            SourceId::nats(),
+            SourceStatus::down("disconnected: connection refused"),
+        );
+        r.at(33_000).key('m');
+        r.app.handle(Event::Tick);
+        assert_eq!(r.app.state.faults.active[0].phase, ActivePhase::Active);
+
+        let screen = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        assert!(screen.contains("DOWN since 10:00:31"), "{screen}");
+        assert!(screen.contains("nats-cut"), "{screen}");
+        assert!(screen.contains("1 fault active"), "{screen}");
+        assert!(!screen.contains("hunter22"), "no secret on screen");
+        insta::assert_snapshot!("drill_160x48", screen);
+
+        // X reverts everything without a popup; the engine's reports close the fault.
+        r.key('X');
+        assert_eq!(
+            r.app.take_effects(),
+            vec![Effect::RevertAll {
+                cause: Cause::PanicKey
+            }]
+        );
+        r.app
+            .handle(Event::Fault(report(FaultPhase::RevertRequested, "")));
+        r.at(35_000)
+            .app
+            .handle(Event::Fault(report(FaultPhase::Reverted, "")));
+        r.at(36_000).status(SourceId::nats(), SourceStatus::Up);
+        assert!(r.app.state.faults.active.is_empty());
+        assert_eq!(r.app.state.faults.spans[0].to_ms, Some(35_000));
+
+        // Zoom on the focused panel for the screen share, at the smallest supported size.
+        r.key('z');
+        let zoomed = screen_text(&draw(&r.app.state, &theme(), 80, 24));
+        insta::assert_snapshot!("zoomed_nats_80x24", zoomed);
+
+        let s = r.summaries();
+        let faults: Vec<&String> = s.iter().filter(|l| l.starts_with("fault")).collect();
+        assert_eq!(faults.len(), 4, "{s:?}");
+        assert!(
+            s.iter()
+                .any(|l| l == "nats.TASKS.workers.pending CRIT (1000)"
+                    || l.starts_with("nats.TASKS.workers.pending CRIT")),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_key_of_the_table() {
+        let mut r = rig("help");
+        r.key('?');
+        let screen = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        for b in crate::keymap::NORMAL {
+            assert!(screen.contains(b.help), "help misses `{}`", b.help);
+        }
+        assert!(screen.contains(crate::keymap::FAULT_KEYS_HELP));
+    }
+}

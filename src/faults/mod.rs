@@ -69,6 +69,32 @@ pub trait Fault: Send + Sync {
     }
 }
 
+/// The allowlist: a fault may only be injected on a target the config declares, exactly as it
+/// declares it. (Reverting is always allowed: undoing must work even after the config changed.)
+pub fn check_allowed(config: &Config, spec: &FaultSpec) -> Result<(), FaultError> {
+    let allowed = match spec {
+        FaultSpec::Proxy { listener, fault } => match fault {
+            crate::proxy::Fault::Tcp(_) => config.proxies.iter().any(|p| &p.name == listener),
+            crate::proxy::Fault::Webhook(_) => config.webhooks.iter().any(|w| &w.name == listener),
+        },
+        FaultSpec::Container { target, .. } => config.containers.contains(target),
+        FaultSpec::Process { target, .. } => config.processes.contains(target),
+        FaultSpec::PgExhaust { .. } | FaultSpec::PgLock { .. } | FaultSpec::PgTerminate { .. } => {
+            config.postgres.is_some()
+        }
+        FaultSpec::NatsFlood { .. } | FaultSpec::NatsConsumerPause { .. } => config.nats.is_some(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(FaultError::Refused(format!(
+            "target \"{}\" is not declared in {}; only declared targets can be touched",
+            spec.target(),
+            config.file.display()
+        )))
+    }
+}
+
 /// Builds the implementation for a spec. `id` is unique per injection.
 pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
     match spec {

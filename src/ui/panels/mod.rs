@@ -32,9 +32,9 @@ use crate::ui::widgets::text::{put_spans, put_wrapped};
 /// How much history a chart shows.
 pub const CHART_WINDOW_MS: u64 = 5 * 60_000;
 /// A chart gets this many rows at most, unless zoomed.
-pub const MAX_CHART_ROWS: u16 = 3;
+pub const MAX_CHART_ROWS: u16 = 6;
 /// … and this many when zoomed.
-pub const MAX_CHART_ROWS_ZOOMED: u16 = 8;
+pub const MAX_CHART_ROWS_ZOOMED: u16 = 16;
 /// Charts narrower than this are not worth drawing.
 pub const MIN_CHART_WIDTH: u16 = 8;
 /// Rows a down source's status may take to show its reason.
