@@ -803,7 +803,9 @@ mod tests {
             fault.describe(&lab.ctx.config).params,
             "50 connections idle in transaction as gameday-fault"
         );
+        let started = Instant::now();
         fault.inject(&lab.ctx).await.unwrap();
+        let exhausted_after = started.elapsed();
         let held = fault.held();
         // 20 slots: the observer has one, the fault takes every other.
         assert_eq!(held, 19, "holds every slot it could get");
@@ -850,7 +852,9 @@ mod tests {
             .revert(&lab.ctx)
             .await
             .expect("a second revert is harmless");
-        eprintln!("pg_exhaust: {held} held; revert verified zero after {cleared_after:?}");
+        eprintln!(
+            "pg_exhaust: {held} held after {exhausted_after:?}; revert verified zero after {cleared_after:?}"
+        );
         pool.close().await;
         drop(observer);
         lab.finish();

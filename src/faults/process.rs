@@ -942,7 +942,15 @@ mod tests {
             ..quick.clone()
         };
         let _cleanup = KillOnDrop(quick.clone());
-        let ctx = context(&dir, "");
+        // The engine only touches declared targets.
+        let declared = format!(
+            "[[process]]\nname = \"nats\"\ncmdline = {:?}\nstart = {:?}\nready = {:?}\n",
+            store.display().to_string(),
+            slow.start,
+            address
+        );
+        let ctx = context(&dir, &declared);
+        assert_eq!(ctx.config.processes, vec![slow.clone()]);
         ProcessFault::new(quick, ProcessAction::Kill)
             .revert(&ctx)
             .await
