@@ -17,7 +17,8 @@ use crate::timeline::{Cause, FaultPhase};
 
 /// Longest an inject may take.
 pub const INJECT_DEADLINE: Duration = Duration::from_secs(15);
-/// Longest a revert may take before it is escalated, and the escalation after it.
+/// Longest a revert may take before it is escalated (unless the fault says otherwise with
+/// `Fault::revert_deadline`), and the escalation after it.
 pub const REVERT_DEADLINE: Duration = Duration::from_secs(5);
 pub const ESCALATE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -378,15 +379,16 @@ impl Engine {
         let _ = self.reports.try_send(report);
         self.tasks.spawn(async move {
             let mut fault = fault.lock().await;
-            let result = match tokio::time::timeout(REVERT_DEADLINE, fault.revert(&ctx)).await {
+            let deadline = fault.revert_deadline();
+            let result = match tokio::time::timeout(deadline, fault.revert(&ctx)).await {
                 Ok(r) => r,
                 Err(_) => {
                     tracing::warn!(
-                        "revert of {task_id} did not finish in {REVERT_DEADLINE:?}; escalating"
+                        "revert of {task_id} did not finish in {deadline:?}; escalating"
                     );
                     match tokio::time::timeout(ESCALATE_DEADLINE, fault.escalate(&ctx)).await {
                         Ok(r) => r,
-                        Err(_) => Err(FaultError::Timeout(REVERT_DEADLINE + ESCALATE_DEADLINE)),
+                        Err(_) => Err(FaultError::Timeout(deadline + ESCALATE_DEADLINE)),
                     }
                 }
             };

@@ -5,6 +5,9 @@
 pub mod container;
 pub mod docker;
 pub mod engine;
+pub mod nats;
+pub mod postgres;
+pub mod process;
 pub mod proxied;
 pub mod spec;
 
@@ -79,6 +82,11 @@ pub trait Fault: Send + Sync {
     fn escalate<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         self.revert(ctx)
     }
+    /// How long `revert` may take before it is escalated. Longer for reverts that start a
+    /// process and wait until it is ready.
+    fn revert_deadline(&self) -> Duration {
+        engine::REVERT_DEADLINE
+    }
 }
 
 /// The allowlist: a fault may only be injected on a target the config declares, exactly as it
@@ -117,30 +125,36 @@ pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
             target.clone(),
             action.clone(),
         )),
-        other => Box::new(Unsupported(other.clone())),
-    }
-}
-
-/// Kinds this build cannot run yet say so instead of pretending.
-struct Unsupported(FaultSpec);
-
-impl Fault for Unsupported {
-    fn describe(&self, _config: &Config) -> Description {
-        Description {
-            kind: "unsupported".into(),
-            params: String::new(),
-            blast_radius: self.0.target(),
+        FaultSpec::Process { target, action } => {
+            Box::new(process::ProcessFault::new(target.clone(), *action))
         }
-    }
-    fn inject<'a>(&'a mut self, _ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(async {
-            Err(FaultError::Unavailable(
-                "this fault kind is not available in this build".into(),
-            ))
-        })
-    }
-    fn revert<'a>(&'a mut self, _ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(async { Ok(()) })
+        FaultSpec::PgExhaust {
+            connections,
+            state,
+            application_name,
+        } => Box::new(postgres::PgExhaust::new(
+            id,
+            *connections,
+            *state,
+            application_name,
+        )),
+        FaultSpec::PgLock {
+            table,
+            mode,
+            application_name,
+        } => Box::new(postgres::PgLock::new(id, table, mode, application_name)),
+        FaultSpec::PgTerminate { application_name } => {
+            Box::new(postgres::PgTerminate::new(application_name))
+        }
+        FaultSpec::NatsFlood {
+            subject,
+            count,
+            rate,
+            payload_bytes,
+        } => Box::new(nats::NatsFlood::new(subject, *count, *rate, *payload_bytes)),
+        FaultSpec::NatsConsumerPause { stream, consumer } => {
+            Box::new(nats::NatsConsumerPause::new(stream, consumer))
+        }
     }
 }
 
