@@ -456,11 +456,13 @@ impl Engine {
                             tracing::error!("cannot remove {id} from the ledger: {e}");
                         }
                         let a = self.active.remove(&id).expect("present");
+                        // What it did, as of now (a flood says how many it sent).
+                        let detail = a.fault.lock().await.describe(&self.ctx.config).params;
                         self.report(
                             &id,
                             &a,
                             FaultPhase::Reverted,
-                            String::new(),
+                            detail,
                             Some(cause),
                             None,
                         )
