@@ -136,7 +136,6 @@ fn spawned_daemon_outlives_a_sigkilled_console() {
         .env(CONSOLE_ROLE, format!("{}|{echo}", dir.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start the console process");
     let mut console = KillOnDrop(console);

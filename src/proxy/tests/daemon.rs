@@ -62,6 +62,22 @@ async fn a_second_daemon_will_not_take_over_a_live_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_left_by_a_killed_daemon_is_replaced() {
+    let dir = test_dir("d-stale");
+    crate::proxy::daemon::prepare_control_dir(&dir).unwrap();
+    // Binding and dropping leaves the socket file with nobody behind it, as SIGKILL would.
+    drop(std::os::unix::net::UnixListener::bind(socket_path(&dir)).unwrap());
+    assert!(socket_path(&dir).exists());
+    let daemon = Daemon::start(&dir, DaemonOptions::default())
+        .await
+        .expect("starts over a stale socket");
+    daemon_status(&dir, Duration::from_secs(2))
+        .await
+        .expect("answers on the new socket");
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wire_protocol_is_one_json_document_per_line() {
     let harness = Harness::start("d-wire", ListenerSet::default()).await;
     let stream = UnixStream::connect(socket_path(&harness.dir))
