@@ -223,6 +223,7 @@ pub struct WebhookCounters {
     /// Requests a fault acted on.
     pub faulted: u64,
     /// Answers by status code, including injected ones.
+    #[serde(with = "status_counts")]
     pub statuses: std::collections::BTreeMap<u16, u64>,
 }
 
@@ -347,4 +348,49 @@ pub enum WebhookOutcome {
     ClientGone,
     /// A `reset` fault dropped the connection.
     Reset,
+}
+
+/// Status counts travel as `{"200": 5}`. The counters sit inside an internally tagged enum, whose
+/// buffering turns map keys into strings that a plain `u16` key would refuse: parse them here.
+mod status_counts {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<u16, u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let as_text: BTreeMap<String, u64> = map.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        as_text.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u16, u64>, D::Error> {
+        BTreeMap::<String, u64>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse::<u16>().map(|k| (k, v)).map_err(|_| {
+                    serde::de::Error::custom(format!("expected an HTTP status, got {k:?}"))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod status_count_tests {
+    use super::*;
+
+    #[test]
+    fn webhook_counters_with_statuses_survive_the_wire() {
+        let mut counters = WebhookCounters::default();
+        counters.statuses.insert(200, 5);
+        counters.statuses.insert(503, 2);
+        let wrapped = ListenerCounters::Webhook(counters.clone());
+        let text = serde_json::to_string(&wrapped).unwrap();
+        let back: ListenerCounters = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ListenerCounters::Webhook(counters));
+    }
 }

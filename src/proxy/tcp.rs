@@ -556,7 +556,8 @@ impl<'a> Pump<'a> {
                 read = self.reader.read(&mut buf), if can_read => match read {
                     Ok(0) => read_open = false,
                     Ok(read) => {
-                        // The latency may have been cleared while this side waited for data.
+                        // The latency may have been cleared while this side waited for data: a
+                        // chunk read now gets the current delay (none), behind those queued.
                         self.refresh_plan();
                         delayed_bytes += read;
                         delayed.push_back((self.due_time(), buf[..read].to_vec()));

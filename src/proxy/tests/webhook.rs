@@ -82,8 +82,7 @@ async fn spawn_sink() -> (SocketAddr, Sink) {
 
 /// The caller: an HTTP client with its own timeout, as the app's webhook client would be.
 fn caller(timeout: Duration) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    crate::http_client::builder()
         .timeout(timeout)
         .no_proxy()
         .build()

@@ -1,0 +1,645 @@
+//! The app: the single owner of console state. Events come in (keys, source data, clock ticks,
+//! signals, results of background work), `handle` updates the state, writes the timeline and
+//! queues `Effect`s for the console loop to run off the UI thread. Nothing here blocks or
+//! draws; `ui::render` reads `state`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+
+use crate::config::Config;
+use crate::faults::engine::FaultReport;
+use crate::keymap::{self, Action};
+use crate::metrics::Level;
+use crate::sources::{SourceEvent, SourceId, SourceStatus};
+use crate::state::{
+    ActiveFault, ActivePhase, AppState, Confirm, FaultSpan, Mode, PendingAction, Picker,
+    PickerItem, Session, SourceState, Toast, ToastKind,
+};
+use crate::timeline::{Cause, EventKind, FaultPhase, Timeline, TimelineEvent};
+
+/// How long a toast stays up.
+const TOAST_MS: u64 = 4000;
+/// Longest note accepted (a note is a line on the timeline, not an essay).
+const NOTE_MAX_CHARS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The terminal was resized: redraw.
+    Resize,
+    /// The clock advanced (countdowns, elapsed time) and buffered samples go to the timeline.
+    Tick,
+    Source(SourceEvent),
+    /// A termination signal arrived (SIGTERM, SIGHUP, SIGINT).
+    Signal(&'static str),
+    /// Background work finished.
+    ReportWritten(Result<Vec<PathBuf>, String>),
+    /// A fault moved a step (from the fault engine).
+    Fault(FaultReport),
+}
+
+/// Work the console loop runs off the UI thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Rebuild the report from the session's timeline and write it.
+    ExportReport,
+    /// Inject the catalog fault at this index.
+    InjectFault {
+        catalog_index: usize,
+        cause: Cause,
+    },
+    RevertFault {
+        id: String,
+        cause: Cause,
+    },
+    RevertAll {
+        cause: Cause,
+    },
+    /// Run a scenario file.
+    RunScenario(PathBuf),
+}
+
+/// Why the console is ending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuitReason(pub String);
+
+pub struct App {
+    pub state: AppState,
+    timeline: Timeline,
+    themes: Vec<String>,
+    /// Samples received since the last `samples` timeline line.
+    pending_points: Vec<(String, f64)>,
+    effects: Vec<Effect>,
+    quit: Option<QuitReason>,
+    dirty: bool,
+}
+
+impl App {
+    /// `themes` is the cycle for `t`; the current theme is `state.ui.theme`.
+    pub fn new(
+        config: Arc<Config>,
+        session: Session,
+        mut timeline: Timeline,
+        theme: String,
+        themes: Vec<String>,
+    ) -> std::io::Result<Self> {
+        let start = timeline.append(EventKind::SessionStart {
+            session: session.name.clone(),
+            config: config.file.display().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            thresholds: config.thresholds(),
+        })?;
+        let mut state = AppState::new(config, session, theme);
+        state.push_timeline(start);
+        Ok(App {
+            state,
+            timeline,
+            themes,
+            pending_points: Vec::new(),
+            effects: Vec::new(),
+            quit: None,
+            dirty: true,
+        })
+    }
+
+    pub fn timeline_path(&self) -> PathBuf {
+        self.timeline.path().to_path_buf()
+    }
+
+    /// Something changed since the last draw.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn quit_reason(&self) -> Option<&QuitReason> {
+        self.quit.as_ref()
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        self.state.now_ms = self.timeline.offset_ms();
+        match event {
+            Event::Key(key) => self.on_key(key),
+            Event::Resize => self.dirty = true,
+            Event::Tick => self.on_tick(),
+            Event::Source(SourceEvent::Samples { source: _, values }) => self.on_samples(values),
+            Event::Source(SourceEvent::Status { source, status }) => self.on_status(source, status),
+            Event::Signal(name) => self.request_quit(format!("signal {name}")),
+            Event::ReportWritten(Ok(files)) => {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                self.toast(
+                    ToastKind::Info,
+                    format!("report saved: {}", names.join(", ")),
+                );
+                self.record(EventKind::ReportWritten { files: names });
+            }
+            Event::ReportWritten(Err(e)) => {
+                self.toast(ToastKind::Error, format!("export failed: {e}"))
+            }
+            Event::Fault(report) => self.on_fault(report),
+        }
+    }
+
+    fn on_fault(&mut self, r: FaultReport) {
+        let now = self.state.now_ms;
+        let board = &mut self.state.faults;
+        let index = board.active.iter().position(|a| a.id == r.id);
+        match r.phase {
+            FaultPhase::Requested => {
+                let params = board
+                    .catalog
+                    .iter()
+                    .find(|c| c.name == r.name)
+                    .map(|c| c.params.clone())
+                    .unwrap_or_default();
+                board.active.push(ActiveFault {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    params,
+                    phase: ActivePhase::Injecting,
+                    started_ms: now,
+                    expires_ms: now,
+                    error: None,
+                });
+            }
+            FaultPhase::Applied => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Active;
+                    a.started_ms = now;
+                    a.expires_ms = now + r.lease.map_or(0, |l| l.as_millis() as u64);
+                    if !r.detail.is_empty() {
+                        a.params = r.detail.clone();
+                    }
+                }
+                board.spans.push(FaultSpan {
+                    name: r.name.clone(),
+                    from_ms: now,
+                    to_ms: None,
+                });
+            }
+            FaultPhase::RevertRequested => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Reverting;
+                }
+            }
+            FaultPhase::Reverted => {
+                if let Some(i) = index {
+                    board.active.remove(i);
+                }
+                if let Some(span) = board
+                    .spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == r.name && s.to_ms.is_none())
+                {
+                    span.to_ms = Some(now);
+                }
+                let max = board.active.len().saturating_sub(1);
+                self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
+            }
+            FaultPhase::Failed => {
+                if let Some(a) = index.map(|i| &mut board.active[i]) {
+                    a.phase = ActivePhase::Failed;
+                    a.error = Some(r.detail.clone());
+                }
+                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail));
+            }
+        }
+        self.record(EventKind::Fault {
+            id: r.id,
+            name: r.name,
+            phase: r.phase,
+            target: r.target,
+            detail: r.detail,
+            cause: r.cause,
+        });
+    }
+
+    /// Appends to the timeline (the file first: it is the record) and to the panel.
+    pub fn record(&mut self, kind: EventKind) {
+        match self.timeline.append(kind) {
+            Ok(written) => self.state.push_timeline(written),
+            Err(e) => {
+                tracing::error!("timeline write failed: {e}");
+                self.toast(ToastKind::Error, format!("timeline write failed: {e}"));
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// An informational toast from outside the app (start-up recovery).
+    pub fn notify(&mut self, text: String) {
+        self.toast(ToastKind::Info, text);
+    }
+
+    fn toast(&mut self, kind: ToastKind, text: String) {
+        self.state.ui.toast = Some(Toast {
+            text,
+            kind,
+            until_ms: self.state.now_ms + TOAST_MS,
+        });
+        self.dirty = true;
+    }
+
+    fn on_tick(&mut self) {
+        self.flush_samples();
+        if self
+            .state
+            .ui
+            .toast
+            .as_ref()
+            .is_some_and(|t| t.until_ms <= self.state.now_ms)
+        {
+            self.state.ui.toast = None;
+        }
+        // Elapsed time and countdowns move every tick.
+        self.dirty = true;
+    }
+
+    /// Buffered samples become one timeline line, so the report can rebuild every series.
+    pub fn flush_samples(&mut self) {
+        if self.pending_points.is_empty() {
+            return;
+        }
+        let points = std::mem::take(&mut self.pending_points);
+        if let Err(e) = self.timeline.append(EventKind::Samples { points }) {
+            tracing::error!("timeline write failed: {e}");
+        }
+    }
+
+    fn on_samples(&mut self, values: Vec<(String, f64)>) {
+        let now = self.state.now_ms;
+        for (key, value) in values {
+            self.state.metrics.record(now, &key, value);
+            self.check_threshold(&key, value);
+            self.pending_points.push((key, value));
+        }
+        self.dirty = true;
+    }
+
+    fn check_threshold(&mut self, key: &str, value: f64) {
+        let Some(threshold) = self.state.thresholds.get(key) else {
+            return;
+        };
+        let level = threshold.level(value);
+        let previous = self
+            .state
+            .levels
+            .insert(key.to_string(), level)
+            .unwrap_or(Level::Ok);
+        if level != previous {
+            self.record(EventKind::Threshold {
+                key: key.to_string(),
+                level,
+                value,
+            });
+        }
+    }
+
+    fn on_status(&mut self, source: SourceId, status: SourceStatus) {
+        let now = self.state.now_ms;
+        // Reasons come from drivers and may quote a DSN: mask before anything shows them.
+        let status = match status {
+            SourceStatus::Down { reason } => SourceStatus::Down {
+                reason: self.timeline.redactor().text(&reason).into_owned(),
+            },
+            other => other,
+        };
+        let previous = self.state.sources.get(&source).map(|s| s.status.clone());
+        if previous.as_ref() == Some(&status) {
+            return;
+        }
+        match &status {
+            SourceStatus::Down { reason } => {
+                // A new reason while already down updates the panel, not the timeline.
+                if !matches!(previous, Some(SourceStatus::Down { .. })) {
+                    self.state.metrics.gap(now, &source.key_prefix());
+                    self.record(EventKind::SourceDown {
+                        source: source.to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            SourceStatus::Up => self.record(EventKind::SourceUp {
+                source: source.to_string(),
+            }),
+            SourceStatus::Connecting => {}
+        }
+        let keeps_since = matches!(
+            (&previous, &status),
+            (Some(SourceStatus::Down { .. }), SourceStatus::Down { .. })
+        );
+        let (since_ms, since) = match self.state.sources.get(&source) {
+            Some(s) if keeps_since => (s.since_ms, s.since),
+            _ => (now, self.state.wall(now)),
+        };
+        self.state.sources.insert(
+            source,
+            SourceState {
+                status,
+                since_ms,
+                since,
+            },
+        );
+        self.dirty = true;
+    }
+
+    fn on_key(&mut self, key: KeyEvent) {
+        if key.kind != KeyEventKind::Press {
+            return;
+        }
+        self.dirty = true;
+        let context = self.state.ui.mode.key_context();
+        let action = keymap::action_for(context, &key);
+        // Free text: any printable key that is not bound is typed.
+        if let Mode::Note(text) = &mut self.state.ui.mode
+            && action.is_none()
+        {
+            match key.code {
+                KeyCode::Char(c) if text.chars().count() < NOTE_MAX_CHARS => text.push(c),
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Some(action) = action {
+            self.on_action(action);
+        }
+    }
+
+    fn on_action(&mut self, action: Action) {
+        let mode = std::mem::replace(&mut self.state.ui.mode, Mode::Normal);
+        match (mode, action) {
+            (_, Action::Quit) => self.request_quit("key q".into()),
+            (Mode::Normal, a) => self.normal_action(a),
+            (Mode::Help, Action::Back) => {}
+            (Mode::Confirm(confirm), Action::Confirm) => self.confirmed(confirm.action),
+            (Mode::Confirm(_), Action::Cancel) => {
+                self.toast(ToastKind::Info, "cancelled: nothing was changed".into())
+            }
+            (Mode::Note(text), Action::Confirm) => {
+                let text = text.trim().to_string();
+                if text.is_empty() {
+                    self.toast(ToastKind::Info, "empty note not saved".into());
+                } else {
+                    self.record(EventKind::Note { text });
+                    self.toast(ToastKind::Info, "note saved".into());
+                }
+            }
+            (Mode::Note(_), Action::Cancel) => {}
+            (Mode::Picker(mut picker), Action::SelectUp) => {
+                picker.selected = picker.selected.saturating_sub(1);
+                self.state.ui.mode = Mode::Picker(picker);
+            }
+            (Mode::Picker(mut picker), Action::SelectDown) => {
+                picker.selected = (picker.selected + 1).min(picker.items.len().saturating_sub(1));
+                self.state.ui.mode = Mode::Picker(picker);
+            }
+            (Mode::Picker(picker), Action::Confirm) => {
+                if let Some(item) = picker.items.get(picker.selected) {
+                    self.state.ui.mode = Mode::Confirm(Confirm {
+                        title: format!("Run scenario {}?", item.label),
+                        lines: vec![
+                            item.detail.clone(),
+                            "It injects the faults its steps name.".into(),
+                        ],
+                        action: PendingAction::RunScenario {
+                            path: item.path.clone(),
+                        },
+                    });
+                }
+            }
+            (Mode::Picker(_), Action::Cancel) => {}
+            // Anything else leaves the mode as it was.
+            (mode, _) => self.state.ui.mode = mode,
+        }
+    }
+
+    fn normal_action(&mut self, action: Action) {
+        let ui = &mut self.state.ui;
+        match action {
+            Action::Help => ui.mode = Mode::Help,
+            Action::FocusNext => ui.focus = ui.focus.next(),
+            Action::FocusPrev => ui.focus = ui.focus.prev(),
+            Action::Zoom => ui.zoom = !ui.zoom,
+            Action::Back => ui.zoom = false,
+            Action::Note => ui.mode = Mode::Note(String::new()),
+            Action::SelectUp => self.move_selection(-1),
+            Action::SelectDown => self.move_selection(1),
+            Action::NextTheme => self.next_theme(),
+            Action::Mark => {
+                self.state.ui.marks += 1;
+                let label = format!("mark {}", self.state.ui.marks);
+                self.toast(
+                    ToastKind::Info,
+                    format!(
+                        "{label} at {}",
+                        self.state.wall(self.state.now_ms).format("%H:%M:%S")
+                    ),
+                );
+                self.record(EventKind::Mark { label });
+            }
+            Action::Export => {
+                self.flush_samples();
+                self.effects.push(Effect::ExportReport);
+                self.toast(ToastKind::Info, "writing report…".into());
+            }
+            Action::Scenario => self.open_scenario_picker(),
+            Action::TriggerFault(digit) => self.ask_to_inject(digit),
+            Action::RevertAll => {
+                if self.state.faults.active.is_empty() {
+                    self.toast(ToastKind::Info, "no active faults".into());
+                } else {
+                    self.effects.push(Effect::RevertAll {
+                        cause: Cause::PanicKey,
+                    });
+                    self.toast(
+                        ToastKind::Info,
+                        format!("reverting {} fault(s)…", self.state.faults.active.len()),
+                    );
+                }
+            }
+            Action::RevertSelected => {
+                let selected = self
+                    .state
+                    .faults
+                    .active
+                    .get(self.state.ui.selected_fault)
+                    .map(|a| a.id.clone());
+                match selected {
+                    Some(id) => self.effects.push(Effect::RevertFault {
+                        id,
+                        cause: Cause::Key("r".into()),
+                    }),
+                    None => self.toast(ToastKind::Info, "no active faults".into()),
+                }
+            }
+            Action::Quit | Action::Confirm | Action::Cancel => {}
+        }
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        use crate::state::Panel;
+        let ui = &mut self.state.ui;
+        match ui.focus {
+            Panel::Faults => {
+                let max = self.state.faults.active.len().saturating_sub(1);
+                ui.selected_fault = ui.selected_fault.saturating_add_signed(delta).min(max);
+            }
+            Panel::Timeline => {
+                // Up scrolls back in time.
+                let max = self.state.timeline.len().saturating_sub(1);
+                ui.timeline_scroll = ui.timeline_scroll.saturating_add_signed(-delta).min(max);
+            }
+            _ => {}
+        }
+    }
+
+    fn next_theme(&mut self) {
+        if self.themes.is_empty() {
+            return;
+        }
+        let i = self
+            .themes
+            .iter()
+            .position(|t| *t == self.state.ui.theme)
+            .map_or(0, |i| i + 1);
+        self.state.ui.theme = self.themes[i % self.themes.len()].clone();
+        self.toast(ToastKind::Info, format!("theme: {}", self.state.ui.theme));
+    }
+
+    fn ask_to_inject(&mut self, digit: u8) {
+        let found = self
+            .state
+            .faults
+            .catalog
+            .iter()
+            .position(|f| f.key == Some(digit));
+        let Some(index) = found else {
+            self.toast(
+                ToastKind::Info,
+                format!(
+                    "no fault on key {digit}: add a [[fault]] with key = \"{digit}\" to the config"
+                ),
+            );
+            return;
+        };
+        let entry = &self.state.faults.catalog[index];
+        let running = self
+            .state
+            .faults
+            .active
+            .iter()
+            .any(|a| a.name == entry.name && a.phase != ActivePhase::Failed);
+        if running {
+            let name = entry.name.clone();
+            self.toast(
+                ToastKind::Info,
+                format!("{name} is already active: select it and press r to revert"),
+            );
+            return;
+        }
+        self.state.ui.mode = Mode::Confirm(Confirm {
+            title: format!("Inject {}?", entry.name),
+            lines: vec![
+                format!("{} on {}: {}", entry.kind, entry.target, entry.params),
+                format!("Blast radius: {}", entry.blast_radius),
+                format!(
+                    "Reverts by itself after {}.",
+                    humantime::format_duration(std::time::Duration::from_millis(entry.lease_ms))
+                ),
+            ],
+            action: PendingAction::InjectFault {
+                catalog_index: index,
+            },
+        });
+    }
+
+    fn confirmed(&mut self, action: PendingAction) {
+        match action {
+            PendingAction::InjectFault { catalog_index } => {
+                let key = self
+                    .state
+                    .faults
+                    .catalog
+                    .get(catalog_index)
+                    .and_then(|c| c.key)
+                    .map_or("?".into(), |k| k.to_string());
+                self.effects.push(Effect::InjectFault {
+                    catalog_index,
+                    cause: Cause::Key(key),
+                });
+            }
+            PendingAction::RunScenario { path } => self.effects.push(Effect::RunScenario(path)),
+        }
+    }
+
+    fn open_scenario_picker(&mut self) {
+        let dir = self.state.config.console.scenarios.clone();
+        let mut items: Vec<PickerItem> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .map(|path| PickerItem {
+                        label: path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        detail: path.display().to_string(),
+                        path,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        items.sort_by(|a, b| a.label.cmp(&b.label));
+        if items.is_empty() {
+            self.toast(
+                ToastKind::Info,
+                format!("no scenarios in {}", dir.display()),
+            );
+            return;
+        }
+        self.state.ui.mode = Mode::Picker(Picker {
+            title: "Run a scenario".into(),
+            items,
+            selected: 0,
+        });
+    }
+
+    /// Starts quitting; the console loop sees it, reverts faults and writes the report.
+    pub fn request_quit(&mut self, reason: String) {
+        if self.quit.is_none() {
+            self.quit = Some(QuitReason(reason));
+        }
+        self.dirty = true;
+    }
+
+    /// The last lines of a session: samples flushed, end recorded.
+    pub fn finish(&mut self) {
+        self.state.now_ms = self.timeline.offset_ms();
+        self.flush_samples();
+        let reason = self
+            .quit
+            .as_ref()
+            .map_or_else(|| "ended".to_string(), |q| q.0.clone());
+        self.record(EventKind::SessionEnd { reason });
+    }
+
+    /// Recent timeline events (for tests and the report toast).
+    pub fn recent(&self) -> impl Iterator<Item = &TimelineEvent> {
+        self.state.timeline.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,652 @@
+//! `gameday.toml`: what to watch, where, and with which thresholds.
+//!
+//! Loading is strict: unknown keys, bad values and dangling references are errors that name the
+//! file, line, column, key and the expected form. `${VAR}` (or `${VAR:-default}`) in string values
+//! expands from the environment. Secrets found in the config feed the [`Redactor`].
+
+mod env;
+pub mod faults;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::faults::spec::{ContainerTarget, ProcessTarget};
+use crate::metrics::Threshold;
+use crate::redact::{self, Redactor};
+use crate::toml_input::{Dur, InputError, TomlDoc};
+
+pub const FILE_NAME: &str = "gameday.toml";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages and relative paths).
+    pub file: PathBuf,
+    pub console: ConsoleConfig,
+    pub nats: Option<NatsConfig>,
+    pub postgres: Option<PostgresConfig>,
+    pub webhooks: Vec<WebhookConfig>,
+    pub probes: Vec<ProbeConfig>,
+    /// TCP proxies the app connects through (network faults act here).
+    pub proxies: Vec<faults::ProxyConfig>,
+    /// Containers and processes faults may act on: the allowlist.
+    pub containers: Vec<ContainerTarget>,
+    pub processes: Vec<ProcessTarget>,
+    /// The fault catalog, in config order, every entry with its key.
+    pub faults: Vec<faults::CatalogFault>,
+    redactor: Redactor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// How often sources sample (minimum 100ms).
+    pub sample_interval: Dur,
+    /// Theme name: a built-in (dark, light, high-contrast, colorblind) or a file in `themes/`.
+    pub theme: String,
+    /// How much history every series keeps.
+    pub history: Dur,
+    /// Where sessions, the ledger and logs go.
+    pub artifacts: PathBuf,
+    /// Where scenario files live.
+    pub scenarios: PathBuf,
+    /// Where theme files live.
+    pub themes: PathBuf,
+    /// Redraw at most this many times a second.
+    pub max_fps: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            sample_interval: Dur::from_secs(1),
+            theme: "dark".into(),
+            history: Dur::from_secs(3600),
+            artifacts: PathBuf::from(".artifacts"),
+            scenarios: PathBuf::from("scenarios"),
+            themes: PathBuf::from("themes"),
+            max_fps: 10,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// Points each series keeps: the history window at the sample interval.
+    pub fn series_capacity(&self) -> usize {
+        let n = self.history.get().as_millis() / self.sample_interval.get().as_millis().max(1);
+        (n as usize).clamp(60, 100_000)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Optional HTTP monitoring endpoint (`http://127.0.0.1:8222`).
+    pub monitor_url: Option<String>,
+    /// A request that takes longer than this marks the broker down (frozen or partitioned).
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Dur,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// Stream/consumer pairs to watch; empty = every stream and consumer.
+    #[serde(default)]
+    pub watch: Vec<NatsWatch>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsWatch {
+    pub stream: String,
+    pub consumer: Option<String>,
+    /// Pending (undelivered) messages that mean trouble.
+    pub warn: Option<u64>,
+    pub crit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub url: String,
+    /// Connection the PostgreSQL faults use (a role allowed to terminate backends); default `url`.
+    pub admin_url: Option<String>,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Dur,
+    /// Share of usable connections in use that means trouble.
+    #[serde(default = "default_connections_warn")]
+    pub warn: f64,
+    #[serde(default = "default_connections_crit")]
+    pub crit: f64,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolConfig>,
+    #[serde(default, rename = "gauge")]
+    pub gauges: Vec<GaugeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub application_name: String,
+    pub size: u32,
+    #[serde(default)]
+    pub max_overflow: u32,
+    /// Utilization (0..1) thresholds.
+    #[serde(default = "default_connections_warn")]
+    pub warn: f64,
+    #[serde(default = "default_pool_crit")]
+    pub crit: f64,
+}
+
+impl PoolConfig {
+    pub fn capacity(&self) -> u32 {
+        self.size + self.max_overflow
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaugeConfig {
+    pub name: String,
+    /// A query returning one numeric value.
+    pub sql: String,
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    /// Where gameday listens; point the app's webhook URL here.
+    #[serde(deserialize_with = "crate::toml_input::socket_addr")]
+    pub listen: SocketAddr,
+    /// Where gameday forwards to.
+    pub upstream: String,
+    /// The app's client timeout: a request that takes longer counts as a timeout.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Dur,
+    /// p95 latency thresholds in milliseconds.
+    pub warn_ms: Option<f64>,
+    pub crit_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub name: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    pub body: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Statuses that count as success.
+    #[serde(default = "default_expect")]
+    pub expect: Vec<u16>,
+    #[serde(default = "default_probe_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_request_timeout")]
+    pub timeout: Dur,
+    pub warn_ms: Option<f64>,
+    pub crit_ms: Option<f64>,
+}
+
+fn default_probe_timeout() -> Dur {
+    Dur::from_millis(1500)
+}
+fn default_connections_warn() -> f64 {
+    0.8
+}
+fn default_connections_crit() -> f64 {
+    0.95
+}
+fn default_pool_crit() -> f64 {
+    1.0
+}
+fn default_webhook_timeout() -> Dur {
+    Dur::from_secs(30)
+}
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_expect() -> Vec<u16> {
+    vec![200]
+}
+fn default_probe_interval() -> Dur {
+    Dur::from_secs(1)
+}
+fn default_request_timeout() -> Dur {
+    Dur::from_secs(5)
+}
+
+/// The file as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    console: ConsoleConfig,
+    nats: Option<NatsConfig>,
+    postgres: Option<PostgresConfig>,
+    #[serde(default)]
+    webhook: Vec<WebhookConfig>,
+    #[serde(default)]
+    probe: Vec<ProbeConfig>,
+    #[serde(default)]
+    proxy: Vec<faults::ProxyConfig>,
+    #[serde(default)]
+    container: Vec<faults::RawContainer>,
+    #[serde(default)]
+    process: Vec<faults::RawProcess>,
+    #[serde(default)]
+    fault: Vec<faults::RawFault>,
+}
+
+/// Where the config was found, for messages.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, InputError> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            return Err(InputError::file(
+                path,
+                "no such config file (given with --config)",
+            ));
+        }
+        return Ok(path.to_path_buf());
+    }
+    let candidates = search_path();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        InputError::file(
+            Path::new(FILE_NAME),
+            format!(
+                "no config found (looked in {}); pass --config PATH, or run `gameday demo` to try the built-in lab",
+                looked.join(", ")
+            ),
+        )
+    })
+}
+
+fn search_path() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from(FILE_NAME)];
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "gameday") {
+        out.push(dirs.config_dir().join(FILE_NAME));
+    }
+    out
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, InputError> {
+        let doc = TomlDoc::read(file)?;
+        Self::from_doc(&doc)
+    }
+
+    pub fn from_text(file: &Path, text: &str) -> Result<Config, InputError> {
+        Self::from_doc(&TomlDoc::from_text(file, text.to_string())?)
+    }
+
+    fn from_doc(doc: &TomlDoc) -> Result<Config, InputError> {
+        let mut raw: RawConfig = doc.deserialize()?;
+        env::expand_all(&mut raw, doc)?;
+        validate(&raw, doc)?;
+        faults::check_proxies(doc, &raw.proxy)?;
+        let containers = faults::containers(doc, &raw.container)?;
+        let processes = faults::processes(doc, &raw.process)?;
+        let targets = faults::Targets {
+            proxies: &raw.proxy,
+            webhooks: raw.webhook.iter().map(|w| w.name.as_str()).collect(),
+            containers: &raw.container,
+            processes: &raw.process,
+            postgres: raw.postgres.is_some(),
+            nats: raw.nats.is_some(),
+        };
+        let catalog = faults::catalog(doc, &raw.fault, &targets, &containers, &processes)?;
+        check_listen_addresses(doc, &raw)?;
+        let redactor = Redactor::new(collect_secrets(&raw));
+        Ok(Config {
+            file: doc.file().to_path_buf(),
+            console: raw.console,
+            nats: raw.nats,
+            postgres: raw.postgres,
+            webhooks: raw.webhook,
+            probes: raw.probe,
+            proxies: raw.proxy,
+            containers,
+            processes,
+            faults: catalog,
+            redactor,
+        })
+    }
+
+    /// Masks every secret this config holds, in any text.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Warn/crit thresholds by metric key.
+    pub fn thresholds(&self) -> BTreeMap<String, Threshold> {
+        let mut out = BTreeMap::new();
+        if let Some(nats) = &self.nats {
+            for w in &nats.watch {
+                if let Some(consumer) = &w.consumer {
+                    let t = Threshold::above(w.warn.map(|v| v as f64), w.crit.map(|v| v as f64));
+                    if t.is_set() {
+                        out.insert(format!("nats.{}.{}.pending", w.stream, consumer), t);
+                    }
+                }
+            }
+        }
+        if let Some(pg) = &self.postgres {
+            out.insert(
+                "pg.connections.utilization".into(),
+                Threshold::above(Some(pg.warn), Some(pg.crit)),
+            );
+            for p in &pg.pools {
+                out.insert(
+                    format!(
+                        "pg.app.{}.utilization",
+                        crate::sources::postgres::key_segment(&p.application_name)
+                    ),
+                    Threshold::above(Some(p.warn), Some(p.crit)),
+                );
+            }
+            for g in &pg.gauges {
+                let t = Threshold::above(g.warn, g.crit);
+                if t.is_set() {
+                    out.insert(format!("pg.gauge.{}", g.name), t);
+                }
+            }
+        }
+        for w in &self.webhooks {
+            let t = Threshold::above(w.warn_ms, w.crit_ms);
+            if t.is_set() {
+                out.insert(format!("webhook.{}.latency_ms.p95", w.name), t);
+            }
+        }
+        for p in &self.probes {
+            let t = Threshold::above(p.warn_ms, p.crit_ms);
+            if t.is_set() {
+                out.insert(format!("probe.{}.latency_ms", p.name), t);
+            }
+        }
+        out
+    }
+
+    /// The sampling interval as a Duration.
+    pub fn sample_interval(&self) -> Duration {
+        self.console.sample_interval.get()
+    }
+}
+
+fn collect_secrets(raw: &RawConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(n) = &raw.nats {
+        out.extend(redact::secrets_in_url(&n.url));
+        out.extend(n.password.iter().chain(n.token.iter()).cloned());
+    }
+    if let Some(pg) = &raw.postgres {
+        out.extend(redact::secrets_in_url(&pg.url));
+        out.extend(pg.admin_url.iter().flat_map(|u| redact::secrets_in_url(u)));
+    }
+    for w in &raw.webhook {
+        out.extend(redact::secrets_in_url(&w.upstream));
+    }
+    for p in &raw.probe {
+        out.extend(redact::secrets_in_url(&p.url));
+        for (k, v) in &p.headers {
+            if redact::is_secret_name(k) {
+                // "Bearer abc": the credential is the last word.
+                out.push(v.clone());
+                out.extend(v.split_whitespace().last().map(str::to_string));
+            }
+        }
+    }
+    out
+}
+
+/// Names become parts of metric keys (`probe.<name>.ok`), so they must be plain.
+fn check_name(doc: &TomlDoc, path: &str, name: &str) -> Result<(), InputError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(doc.error_at(
+            path,
+            format!("expected a name of letters, digits, '-' or '_', got \"{name}\""),
+        ))
+    }
+}
+
+fn check_unique<'a>(
+    doc: &TomlDoc,
+    table: &str,
+    field: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), InputError> {
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.enumerate() {
+        if !seen.insert(name) {
+            return Err(doc.error_at(
+                &format!("{table}[{i}].{field}"),
+                format!("duplicate name \"{name}\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_scheme(doc: &TomlDoc, path: &str, url: &str, schemes: &[&str]) -> Result<(), InputError> {
+    let ok = schemes.iter().any(|s| url.starts_with(&format!("{s}://")));
+    if ok {
+        Ok(())
+    } else {
+        let example = format!("{}://127.0.0.1:…", schemes[0]);
+        Err(doc.error_at(
+            path,
+            format!(
+                "expected a URL like \"{example}\", got \"{}\"",
+                redact::url(url)
+            ),
+        ))
+    }
+}
+
+fn check_fraction(doc: &TomlDoc, path: &str, v: f64) -> Result<(), InputError> {
+    if (0.0..=10.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(doc.error_at(path, format!("expected a share like 0.8 (80%), got {v}")))
+    }
+}
+
+fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
+    let c = &raw.console;
+    if c.sample_interval.get() < Duration::from_millis(100) {
+        return Err(doc.error_at(
+            "console.sample_interval",
+            format!("expected at least \"100ms\", got \"{}\"", c.sample_interval),
+        ));
+    }
+    if c.history.get() < c.sample_interval.get() {
+        return Err(doc.error_at(
+            "console.history",
+            "expected a window longer than console.sample_interval",
+        ));
+    }
+    if !(1..=60).contains(&c.max_fps) {
+        return Err(doc.error_at(
+            "console.max_fps",
+            format!("expected 1 to 60, got {}", c.max_fps),
+        ));
+    }
+    if let Some(n) = &raw.nats {
+        check_scheme(doc, "nats.url", &n.url, &["nats", "tls"])?;
+        if let Some(m) = &n.monitor_url {
+            check_scheme(doc, "nats.monitor_url", m, &["http", "https"])?;
+        }
+        for (i, w) in n.watch.iter().enumerate() {
+            if let (Some(warn), Some(crit)) = (w.warn, w.crit)
+                && warn > crit
+            {
+                return Err(doc.error_at(
+                    &format!("nats.watch[{i}].warn"),
+                    "expected warn to be at most crit",
+                ));
+            }
+        }
+    }
+    if let Some(pg) = &raw.postgres {
+        check_scheme(doc, "postgres.url", &pg.url, &["postgres", "postgresql"])?;
+        check_fraction(doc, "postgres.warn", pg.warn)?;
+        check_fraction(doc, "postgres.crit", pg.crit)?;
+        for (i, p) in pg.pools.iter().enumerate() {
+            if p.application_name.is_empty() {
+                return Err(doc.error_at(
+                    &format!("postgres.pool[{i}].application_name"),
+                    "expected a non-empty name",
+                ));
+            }
+            if p.size == 0 {
+                return Err(doc.error_at(
+                    &format!("postgres.pool[{i}].size"),
+                    "expected a pool size of at least 1",
+                ));
+            }
+            check_fraction(doc, &format!("postgres.pool[{i}].warn"), p.warn)?;
+            check_fraction(doc, &format!("postgres.pool[{i}].crit"), p.crit)?;
+        }
+        check_unique(
+            doc,
+            "postgres.pool",
+            "application_name",
+            pg.pools.iter().map(|p| p.application_name.as_str()),
+        )?;
+        for (i, g) in pg.gauges.iter().enumerate() {
+            check_name(doc, &format!("postgres.gauge[{i}].name"), &g.name)?;
+            if g.sql.trim().is_empty() {
+                return Err(doc.error_at(
+                    &format!("postgres.gauge[{i}].sql"),
+                    "expected a query returning one number",
+                ));
+            }
+        }
+        check_unique(
+            doc,
+            "postgres.gauge",
+            "name",
+            pg.gauges.iter().map(|g| g.name.as_str()),
+        )?;
+    }
+    for (i, w) in raw.webhook.iter().enumerate() {
+        check_name(doc, &format!("webhook[{i}].name"), &w.name)?;
+        check_scheme(
+            doc,
+            &format!("webhook[{i}].upstream"),
+            &w.upstream,
+            &["http"],
+        )?;
+        if w.timeout.get().is_zero() {
+            return Err(doc.error_at(
+                &format!("webhook[{i}].timeout"),
+                "expected a duration above zero",
+            ));
+        }
+    }
+    check_unique(
+        doc,
+        "webhook",
+        "name",
+        raw.webhook.iter().map(|w| w.name.as_str()),
+    )?;
+    let mut listens = BTreeSet::new();
+    for (i, w) in raw.webhook.iter().enumerate() {
+        if !listens.insert(w.listen) {
+            return Err(doc.error_at(
+                &format!("webhook[{i}].listen"),
+                format!("address {} is already used", w.listen),
+            ));
+        }
+    }
+    for (i, p) in raw.probe.iter().enumerate() {
+        check_name(doc, &format!("probe[{i}].name"), &p.name)?;
+        check_scheme(doc, &format!("probe[{i}].url"), &p.url, &["http", "https"])?;
+        const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+        if !METHODS.contains(&p.method.as_str()) {
+            return Err(doc.error_at(
+                &format!("probe[{i}].method"),
+                format!(
+                    "expected one of {}, got \"{}\"",
+                    METHODS.join(", "),
+                    p.method
+                ),
+            ));
+        }
+        if p.expect.is_empty() {
+            return Err(doc.error_at(
+                &format!("probe[{i}].expect"),
+                "expected at least one status, like [200]",
+            ));
+        }
+        for (j, s) in p.expect.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                return Err(doc.error_at(
+                    &format!("probe[{i}].expect[{j}]"),
+                    format!("expected an HTTP status 100-599, got {s}"),
+                ));
+            }
+        }
+        if p.interval.get() < Duration::from_millis(100) {
+            return Err(doc.error_at(
+                &format!("probe[{i}].interval"),
+                "expected at least \"100ms\"",
+            ));
+        }
+    }
+    check_unique(
+        doc,
+        "probe",
+        "name",
+        raw.probe.iter().map(|p| p.name.as_str()),
+    )?;
+    Ok(())
+}
+
+/// Listeners share one daemon: names and addresses must not collide across kinds.
+fn check_listen_addresses(doc: &TomlDoc, raw: &RawConfig) -> Result<(), InputError> {
+    let mut names = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    let webhooks = raw
+        .webhook
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("webhook[{i}]"), &w.name, w.listen));
+    let proxies = raw
+        .proxy
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("proxy[{i}]"), &p.name, p.listen));
+    for (path, name, listen) in webhooks.chain(proxies) {
+        if !names.insert(name.clone()) {
+            return Err(doc.error_at(
+                &format!("{path}.name"),
+                format!("name \"{name}\" is already used by another listener"),
+            ));
+        }
+        if listen.port() != 0 && !addrs.insert(listen) {
+            return Err(doc.error_at(
+                &format!("{path}.listen"),
+                format!("address {listen} is already used"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

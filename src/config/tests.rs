@@ -1,0 +1,155 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Paths in messages are relative to the fixture dir so snapshots do not depend on the checkout.
+fn load_fixture(path: &Path) -> Result<Config, InputError> {
+    let name = Path::new(path.file_name().unwrap());
+    Config::from_text(name, &std::fs::read_to_string(path).unwrap())
+}
+
+#[test]
+fn every_valid_fixture_loads() {
+    for file in fixtures("valid") {
+        load_fixture(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+}
+
+#[test]
+fn every_invalid_fixture_gets_one_located_message() {
+    let mut report = String::new();
+    for file in fixtures("invalid") {
+        let err = load_fixture(&file)
+            .err()
+            .unwrap_or_else(|| panic!("{} loaded", file.display()));
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(err.line > 0, "located: {message}");
+        report.push_str(&message);
+        report.push('\n');
+    }
+    insta::assert_snapshot!(report);
+}
+
+#[test]
+fn full_config_reads_every_section() {
+    let file = fixtures("valid")
+        .into_iter()
+        .find(|f| f.ends_with("full.toml"))
+        .unwrap();
+    let c = load_fixture(&file).unwrap();
+    assert_eq!(c.sample_interval(), Duration::from_secs(1));
+    assert_eq!(c.console.series_capacity(), 3600);
+    let nats = c.nats.as_ref().unwrap();
+    assert_eq!(nats.watch[0].crit, Some(1000));
+    let pg = c.postgres.as_ref().unwrap();
+    assert_eq!(pg.pools[0].capacity(), 30);
+    assert_eq!(
+        pg.url, "postgres://app:secret@127.0.0.1:5432/tasks",
+        "env default expanded"
+    );
+    assert_eq!(c.webhooks[0].timeout.get(), Duration::from_secs(30));
+    assert_eq!(c.probes[0].expect, vec![202]);
+    assert_eq!(c.probes[0].headers["content-type"], "application/json");
+    let t = c.thresholds();
+    assert_eq!(t["nats.TASKS.workers.pending"].crit, Some(1000.0));
+    assert_eq!(t["pg.app.task-tracker.utilization"].crit, Some(1.0));
+    assert_eq!(t["pg.gauge.retry_queue"].warn, Some(10.0));
+    assert_eq!(t["webhook.telegram.latency_ms.p95"].warn, Some(1000.0));
+}
+
+#[test]
+fn secrets_from_the_config_are_masked() {
+    let c = Config::from_text(
+        Path::new("g.toml"),
+        "[postgres]\nurl = \"postgres://app:hunter22@127.0.0.1/tasks\"\n[[probe]]\nname = \"api\"\nurl = \"http://127.0.0.1:1/x\"\nheaders = { Authorization = \"Bearer tok-123\" }\n",
+    )
+    .unwrap();
+    let r = c.redactor();
+    assert_eq!(
+        r.text("connect failed for hunter22"),
+        "connect failed for ***"
+    );
+    assert_eq!(r.text("sent Bearer tok-123"), "sent ***");
+}
+
+#[test]
+fn missing_config_says_where_it_looked() {
+    let err = locate(Some(Path::new("/nonexistent/gameday.toml"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/gameday.toml: no such config file (given with --config)"
+    );
+}
+
+#[test]
+fn the_fault_catalog_resolves_targets_keys_and_leases() {
+    let file = fixtures("valid")
+        .into_iter()
+        .find(|f| f.ends_with("faults.toml"))
+        .unwrap();
+    let c = load_fixture(&file).unwrap();
+    let keys: Vec<(&str, Option<u8>)> = c.faults.iter().map(|f| (f.name.as_str(), f.key)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("nats-slow", Some(1)),
+            ("nats-cut", Some(2)),
+            ("webhook-slow", Some(3)),
+            ("webhook-503", Some(4)),
+            ("broker-stop", Some(5)),
+            ("broker-freeze", Some(6)),
+            ("pool-exhaustion", Some(7)),
+            ("backlog", Some(8)),
+        ]
+    );
+    assert_eq!(c.faults[0].lease, Duration::from_secs(120));
+    assert_eq!(c.faults[1].lease, faults::DEFAULT_LEASE);
+    use crate::faults::spec::{ContainerSelector, FaultSpec, HoldState};
+    use crate::proxy::{Direction, Fault, TcpFault};
+    assert_eq!(
+        c.faults[0].spec,
+        FaultSpec::Proxy {
+            listener: "nats".into(),
+            fault: Fault::Tcp(TcpFault::Latency {
+                latency: Duration::from_millis(200),
+                jitter: Duration::from_millis(20),
+                direction: Direction::Downstream,
+                probability: 1.0
+            })
+        }
+    );
+    match &c.faults[4].spec {
+        FaultSpec::Container { target, .. } => assert_eq!(
+            target.selector,
+            ContainerSelector::Name("gameday-nats".into())
+        ),
+        other => panic!("{other:?}"),
+    }
+    match &c.faults[6].spec {
+        FaultSpec::PgExhaust {
+            connections,
+            state,
+            application_name,
+        } => {
+            assert_eq!(
+                (*connections, *state, application_name.as_str()),
+                (50, HoldState::IdleInTransaction, "gameday-fault")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.processes[0].ready.as_deref(), Some("127.0.0.1:4222"));
+}

@@ -1,0 +1,554 @@
+//! `gameday console`: wires config, sources, the proxy daemon, the fault engine, the app and the
+//! terminal into one event loop, and guarantees the way out: every fault is reverted and the
+//! report written on quit, Ctrl-C, SIGTERM, SIGHUP and panic. (After SIGKILL the ledger does it
+//! at the next start.)
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::{FutureExt, StreamExt};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Effect, Event};
+use crate::cli::ConsoleArgs;
+use crate::config::Config;
+use crate::faults::engine::{self, EngineHandle, FaultReport};
+use crate::faults::{self, FaultContext};
+use crate::ledger::{Ledger, LedgerEntry};
+use crate::proxy::{ListenerSet, ProxyClient, TcpListenerSpec, WebhookListenerSpec};
+use crate::report;
+use crate::session;
+use crate::sources::{self, SourceEvent, SourceId, SourceStatus};
+use crate::state::Session;
+use crate::terminal::TerminalGuard;
+use crate::theme::{self, Theme};
+use crate::timeline::{Cause, EventKind, FaultPhase, Timeline};
+
+/// A console that stops heartbeating loses its proxy faults this long after.
+pub const PROXY_LEASE: Duration = Duration::from_secs(3);
+/// Longest the way out may spend reverting faults.
+const QUIT_REVERT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Exit codes shared by the commands.
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+/// Everything the console needs before the runtime starts: checked input, a session directory
+/// and the log file. Bad input is reported here (exit code 2) and nothing starts.
+pub struct Prepared {
+    pub config: Arc<Config>,
+    pub session: Session,
+    pub theme: Theme,
+    /// Whether the proxy daemon outlives this console (the demo stops it itself).
+    pub proxy_outlives: bool,
+}
+
+pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let theme_name = args
+        .theme
+        .clone()
+        .unwrap_or_else(|| config.console.theme.clone());
+    let theme = Theme::load(&theme_name, &config.console.themes).map_err(invalid)?;
+    if let Some(name) = &args.session {
+        session::check_name(name).map_err(invalid)?;
+    }
+    let (name, dir) = session::create_dir(&config.console.artifacts, args.session.as_deref())
+        .map_err(|e| {
+            eprintln!(
+                "gameday: cannot create the session directory under {}: {e}",
+                config.console.artifacts.display()
+            );
+            ExitCode::FAILURE
+        })?;
+    crate::logging::to_file(&dir.join("console.log")).map_err(|e| {
+        eprintln!("gameday: cannot open the log file: {e}");
+        ExitCode::FAILURE
+    })?;
+    let session = Session {
+        name,
+        dir,
+        started: chrono::Utc::now(),
+    };
+    Ok(Prepared {
+        config: Arc::new(config),
+        session,
+        theme,
+        proxy_outlives: true,
+    })
+}
+
+pub fn main(args: ConsoleArgs) -> ExitCode {
+    let prepared = match prepare(&args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gameday: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(prepared));
+    // Background tasks (sources, subscriptions) end with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    finish(outcome)
+}
+
+/// Prints the closing summary (after the terminal is restored) and picks the exit code.
+pub fn finish(outcome: Result<Vec<String>, String>) -> ExitCode {
+    match outcome {
+        Ok(summary) => {
+            for line in summary {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gameday: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the config or prints the one-line error (exit code 2).
+pub fn load_config(explicit: Option<&Path>) -> Result<Config, ExitCode> {
+    let path = crate::config::locate(explicit).map_err(invalid)?;
+    Config::load(&path).map_err(invalid)
+}
+
+pub fn invalid(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gameday: {e}");
+    ExitCode::from(EXIT_INVALID_INPUT)
+}
+
+/// The proxy daemon's listeners for this config.
+pub fn listener_set(config: &Config) -> ListenerSet {
+    ListenerSet {
+        tcp: config
+            .proxies
+            .iter()
+            .map(|p| TcpListenerSpec {
+                name: p.name.clone(),
+                listen: p.listen,
+                upstream: p.upstream.clone(),
+            })
+            .collect(),
+        webhooks: config
+            .webhooks
+            .iter()
+            .map(|w| WebhookListenerSpec {
+                name: w.name.clone(),
+                listen: w.listen,
+                upstream: w.upstream.clone(),
+                timeout: w.timeout.get(),
+            })
+            .collect(),
+    }
+}
+
+/// Attaches to (or starts) the proxy daemon when the config has listeners.
+pub async fn attach_proxy(config: &Config) -> Result<Option<Arc<ProxyClient>>, String> {
+    let listeners = listener_set(config);
+    if listeners.tcp.is_empty() && listeners.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let client = ProxyClient::attach(&config.console.artifacts, &listeners, PROXY_LEASE)
+        .await
+        .map_err(|e| format!("proxy daemon: {e}"))?;
+    Ok(Some(Arc::new(client)))
+}
+
+/// Reverts what killed consoles left in the ledger, one result per entry.
+pub async fn recover(
+    ctx: &FaultContext,
+    ledger: &Ledger,
+) -> Vec<(LedgerEntry, Result<(), String>)> {
+    let orphans = match ledger.orphans() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("cannot read the fault ledger: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in orphans {
+        let mut fault = faults::build(&entry.id, &entry.spec);
+        let deadline = engine::REVERT_DEADLINE + engine::ESCALATE_DEADLINE;
+        let result = match tokio::time::timeout(deadline, fault.revert(ctx)).await {
+            Ok(Ok(())) => ledger
+                .remove(&entry.id)
+                .map_err(|e| format!("reverted, but the ledger kept it: {e}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("revert did not finish within {deadline:?}")),
+        };
+        out.push((entry, result));
+    }
+    out
+}
+
+fn describe_entry(entry: &LedgerEntry) -> String {
+    format!(
+        "{} on {} (left by console pid {}, session {})",
+        entry.name,
+        entry.spec.target(),
+        entry.console_pid,
+        entry.session
+    )
+}
+
+/// `gameday recover`: what a new console does at start, without the console.
+pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gameday: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let ledger = match Ledger::new(&config.console.artifacts) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gameday: ledger: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let proxy = attach_proxy(&config).await.unwrap_or_else(|e| {
+            eprintln!("gameday: {e}");
+            None
+        });
+        let ctx = FaultContext::new(config.clone(), proxy);
+        let results = recover(&ctx, &ledger).await;
+        if results.is_empty() {
+            println!("nothing to recover: the fault ledger lists no fault of a stopped console");
+            return ExitCode::SUCCESS;
+        }
+        let mut failed = 0;
+        for (entry, result) in &results {
+            match result {
+                Ok(()) => println!("reverted {}", describe_entry(entry)),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED to revert {}: {e}", describe_entry(entry));
+                }
+            }
+        }
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Runs the console until it quits; returns the closing summary lines.
+pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
+    let Prepared {
+        config,
+        session,
+        theme,
+        proxy_outlives,
+    } = prepared;
+    let artifacts = config.console.artifacts.clone();
+    let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
+    let proxy = attach_proxy(&config).await;
+    let mut notices = Vec::new();
+    let proxy = match proxy {
+        Ok(p) => p,
+        Err(e) => {
+            notices.push(format!("network and webhook faults unavailable: {e}"));
+            None
+        }
+    };
+    if let Some(client) = &proxy {
+        notices.extend(
+            client
+                .configure_report()
+                .failures()
+                .into_iter()
+                .map(|f| format!("listener {f}")),
+        );
+    }
+    let ctx = Arc::new(FaultContext::new(config.clone(), proxy.clone()));
+    if !config.containers.is_empty()
+        && let Err(reason) = ctx.docker.get().await
+    {
+        notices.push(format!("container faults unavailable: {reason}"));
+    }
+
+    let timeline = Timeline::create(&session.dir, config.redactor().clone())
+        .map_err(|e| format!("timeline: {e}"))?;
+    let themes = theme::available(&config.console.themes);
+    let mut app = App::new(
+        config.clone(),
+        session.clone(),
+        timeline,
+        theme.name.clone(),
+        themes,
+    )
+    .map_err(|e| format!("timeline: {e}"))?;
+    app.state.faults.catalog = faults::catalog_entries(&config);
+    app.state.faults.notices = notices;
+
+    // A console killed earlier may have left faults applied: revert them before anything else.
+    let recovered = recover(&ctx, &ledger).await;
+    for (entry, result) in &recovered {
+        match result {
+            Ok(()) => app.record(recovered_event(
+                &entry.id,
+                &entry.name,
+                &entry.spec.target(),
+            )),
+            Err(e) => app.record(EventKind::Info {
+                text: format!("recovery FAILED for {}: {e}", describe_entry(entry)),
+            }),
+        }
+    }
+    if !recovered.is_empty() {
+        let ok = recovered.iter().filter(|(_, r)| r.is_ok()).count();
+        app.notify(format!(
+            "recovered {ok} of {} fault(s) a killed console left applied (see Timeline)",
+            recovered.len()
+        ));
+    }
+
+    let cancel = CancellationToken::new();
+    let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(sources::CHANNEL_CAPACITY);
+    let mut source_tasks = sources::spawn_all(&config, source_tx.clone(), cancel.clone());
+    if let Some(client) = &proxy
+        && !config.webhooks.is_empty()
+    {
+        source_tasks.spawn(sources::webhook::run(
+            config.webhooks.clone(),
+            client.clone(),
+            config.sample_interval(),
+            source_tx.clone(),
+            cancel.clone(),
+        ));
+    } else if !config.webhooks.is_empty() {
+        for w in &config.webhooks {
+            let _ = source_tx.try_send(SourceEvent::Status {
+                source: SourceId::webhook(&w.name),
+                status: SourceStatus::down("the proxy daemon is not running"),
+            });
+        }
+    }
+    drop(source_tx);
+    let (report_tx, mut report_rx) = mpsc::channel::<FaultReport>(256);
+    let engine = engine::spawn(ctx.clone(), ledger, session.name.clone(), report_tx);
+
+    let mut themes_cache = ThemeCache {
+        current: theme,
+        dir: config.console.themes.clone(),
+    };
+    let ui = AssertUnwindSafe(event_loop(
+        &mut app,
+        &mut themes_cache,
+        &engine,
+        &mut source_rx,
+        &mut report_rx,
+        &mut source_tasks,
+        &config,
+    ))
+    .catch_unwind()
+    .await;
+    let quit_reason = match ui {
+        Ok(Ok(())) => app
+            .quit_reason()
+            .map_or("quit".to_string(), |q| q.0.clone()),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "panic".to_string(),
+    };
+    if app.quit_reason().is_none() {
+        app.request_quit(quit_reason.clone());
+    }
+    // The terminal is restored (guard dropped or panic hook ran): say what happens now.
+    let active = app.state.faults.active.len();
+    if active > 0 {
+        eprintln!("gameday: reverting {active} active fault(s)…");
+    }
+    let reverted = tokio::time::timeout(
+        QUIT_REVERT_DEADLINE,
+        engine.revert_all(Cause::Quit(quit_reason.clone())),
+    )
+    .await;
+    while let Ok(report) = report_rx.try_recv() {
+        app.handle(Event::Fault(report));
+    }
+    if reverted.is_err() {
+        app.record(EventKind::Info { text: format!("some faults did not revert within {QUIT_REVERT_DEADLINE:?}; they stay in the ledger for `gameday recover`") });
+    }
+    cancel.cancel();
+    app.finish();
+    let files = report::write_from_dir(&session.dir, &report::Format::ALL)?;
+    let mut summary = vec![format!("session {} ended ({quit_reason})", session.name)];
+    let still = app
+        .state
+        .faults
+        .active
+        .iter()
+        .filter(|a| a.phase == crate::state::ActivePhase::Failed)
+        .count();
+    if still > 0 {
+        summary.push(format!(
+            "⚠ {still} fault(s) could not be reverted: run `gameday recover`"
+        ));
+    }
+    summary.push(format!(
+        "report: {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if let Some(client) = proxy.as_ref().filter(|_| proxy_outlives) {
+        summary.push(format!(
+            "proxy daemon (pid {}) keeps forwarding; stop it with `gameday proxy stop`",
+            client.daemon().pid
+        ));
+    }
+    Ok(summary)
+}
+
+/// The theme in use, reloaded when the app's theme name changes.
+struct ThemeCache {
+    current: Theme,
+    dir: PathBuf,
+}
+
+impl ThemeCache {
+    fn get(&mut self, name: &str) -> &Theme {
+        if self.current.name != name
+            && let Ok(t) = Theme::load(name, &self.dir)
+        {
+            self.current = t;
+        }
+        &self.current
+    }
+}
+
+async fn event_loop(
+    app: &mut App,
+    themes: &mut ThemeCache,
+    engine: &EngineHandle,
+    source_rx: &mut mpsc::Receiver<SourceEvent>,
+    report_rx: &mut mpsc::Receiver<FaultReport>,
+    source_tasks: &mut tokio::task::JoinSet<()>,
+    config: &Config,
+) -> Result<(), String> {
+    let mut guard = TerminalGuard::new().map_err(|e| format!("terminal: {e}"))?;
+    let mut keys = EventStream::new();
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let tick_every = config.sample_interval().min(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let frame_every = Duration::from_millis(1000 / u64::from(config.console.max_fps.max(1)));
+    let mut frame = tokio::time::interval(frame_every);
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (export_tx, mut export_rx) = mpsc::channel(4);
+
+    loop {
+        tokio::select! {
+            key = keys.next() => match key {
+                Some(Ok(TermEvent::Key(k))) => app.handle(Event::Key(k)),
+                Some(Ok(TermEvent::Resize(..))) => app.handle(Event::Resize),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("terminal input: {e}")),
+                None => return Err("terminal input closed".into()),
+            },
+            Some(ev) = source_rx.recv() => {
+                app.handle(Event::Source(ev));
+                // Drain the burst: many samples, one frame.
+                while let Ok(ev) = source_rx.try_recv() {
+                    app.handle(Event::Source(ev));
+                }
+            }
+            Some(report) = report_rx.recv() => app.handle(Event::Fault(report)),
+            Some(result) = export_rx.recv() => app.handle(Event::ReportWritten(result)),
+            Some(done) = source_tasks.join_next(), if !source_tasks.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    // A source that panics is a bug: end cleanly rather than show stale data.
+                    app.request_quit("a source task panicked (see console.log)".into());
+                }
+            }
+            _ = term.recv() => app.handle(Event::Signal("SIGTERM")),
+            _ = hup.recv() => app.handle(Event::Signal("SIGHUP")),
+            _ = int.recv() => app.handle(Event::Signal("SIGINT")),
+            _ = tick.tick() => app.handle(Event::Tick),
+            _ = frame.tick() => {
+                if app.take_dirty() {
+                    let theme = themes.get(&app.state.ui.theme.clone()).clone();
+                    guard.terminal.draw(|f| crate::ui::render(f, &app.state, &theme)).map_err(|e| format!("draw: {e}"))?;
+                }
+            }
+        }
+        for effect in app.take_effects() {
+            run_effect(effect, app, engine, &export_tx);
+        }
+        if app.quit_reason().is_some() {
+            return Ok(());
+        }
+    }
+}
+
+fn run_effect(
+    effect: Effect,
+    app: &App,
+    engine: &EngineHandle,
+    export_tx: &mpsc::Sender<Result<Vec<PathBuf>, String>>,
+) {
+    match effect {
+        Effect::ExportReport => {
+            let dir = app.state.session.dir.clone();
+            let tx = export_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.blocking_send(report::write_from_dir(&dir, &report::Format::ALL));
+            });
+        }
+        Effect::InjectFault {
+            catalog_index,
+            cause,
+        } => {
+            if let Some(f) = app.state.config.faults.get(catalog_index) {
+                engine.try_inject(&f.name, f.spec.clone(), f.lease, cause);
+            }
+        }
+        Effect::RevertFault { id, cause } => engine.try_revert(&id, cause),
+        Effect::RevertAll { cause } => engine.try_revert_all(cause),
+        Effect::RunScenario(_path) => {}
+    }
+}
+
+/// For `FaultPhase` users outside: a reverted-by-recovery line.
+pub fn recovered_event(id: &str, name: &str, target: &str) -> EventKind {
+    EventKind::Fault {
+        id: id.into(),
+        name: name.into(),
+        phase: FaultPhase::Reverted,
+        target: target.into(),
+        detail: "left applied by a killed console".into(),
+        cause: Some(Cause::Recovery),
+    }
+}

@@ -1,0 +1,173 @@
+//! Faults: one trait, one engine. Every fault kind implements [`Fault`] (describe, inject,
+//! revert — both idempotent); the [`engine`] runs them off the UI loop under deadlines and
+//! leases, writes the [`crate::ledger`] before anything is applied, and reports each step.
+
+pub mod container;
+pub mod docker;
+pub mod engine;
+pub mod proxied;
+pub mod spec;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::config::Config;
+use crate::proxy::ProxyClient;
+pub use spec::FaultSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    /// Not allowed: the target is not in the config's allowlist, or the kind cannot run here.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// What it needs is not reachable (no Docker engine, no proxy daemon…).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What a fault is, said plainly for the catalog and the confirm popup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// "latency", "container stop".
+    pub kind: String,
+    /// "200ms ±20ms both ways".
+    pub params: String,
+    /// Who is affected.
+    pub blast_radius: String,
+}
+
+/// Shared handles faults use. Built once per console (or `gameday recover`).
+pub struct FaultContext {
+    pub config: Arc<Config>,
+    /// The proxy daemon, when the config has proxies or webhooks.
+    pub proxy: Option<std::sync::Arc<ProxyClient>>,
+    /// The Docker engine (`DOCKER_HOST`), connected when a container fault first needs it.
+    pub docker: docker::DockerHandle,
+}
+
+impl FaultContext {
+    /// The Docker engine is the one `DOCKER_HOST` names (or the default socket).
+    pub fn new(config: Arc<Config>, proxy: Option<Arc<ProxyClient>>) -> Self {
+        FaultContext {
+            config,
+            proxy,
+            docker: docker::DockerHandle::from_env(),
+        }
+    }
+
+    /// The connected Docker client, or `Unavailable` with where it looked and why.
+    pub async fn docker(&self) -> Result<&bollard::Docker, FaultError> {
+        self.docker.get().await.map_err(FaultError::Unavailable)
+    }
+}
+
+/// One fault instance. `inject` and `revert` are idempotent: running either twice is harmless, and
+/// `revert` works on a fresh instance built from the same spec (that is how a killed console's
+/// faults are reverted from the ledger). The engine bounds both with deadlines.
+pub trait Fault: Send + Sync {
+    fn describe(&self, config: &Config) -> Description;
+    fn inject<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>>;
+    fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>>;
+    /// A stronger revert when `revert` did not finish in time (e.g. clear every fault on a
+    /// listener, kill held connections). Defaults to trying `revert` again.
+    fn escalate<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
+        self.revert(ctx)
+    }
+}
+
+/// The allowlist: a fault may only be injected on a target the config declares, exactly as it
+/// declares it. (Reverting is always allowed: undoing must work even after the config changed.)
+pub fn check_allowed(config: &Config, spec: &FaultSpec) -> Result<(), FaultError> {
+    let allowed = match spec {
+        FaultSpec::Proxy { listener, fault } => match fault {
+            crate::proxy::Fault::Tcp(_) => config.proxies.iter().any(|p| &p.name == listener),
+            crate::proxy::Fault::Webhook(_) => config.webhooks.iter().any(|w| &w.name == listener),
+        },
+        FaultSpec::Container { target, .. } => config.containers.contains(target),
+        FaultSpec::Process { target, .. } => config.processes.contains(target),
+        FaultSpec::PgExhaust { .. } | FaultSpec::PgLock { .. } | FaultSpec::PgTerminate { .. } => {
+            config.postgres.is_some()
+        }
+        FaultSpec::NatsFlood { .. } | FaultSpec::NatsConsumerPause { .. } => config.nats.is_some(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(FaultError::Refused(format!(
+            "target \"{}\" is not declared in {}; only declared targets can be touched",
+            spec.target(),
+            config.file.display()
+        )))
+    }
+}
+
+/// Builds the implementation for a spec. `id` is unique per injection.
+pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
+    match spec {
+        FaultSpec::Proxy { listener, fault } => {
+            Box::new(proxied::ProxiedFault::new(id, listener, fault.clone()))
+        }
+        FaultSpec::Container { target, action } => Box::new(container::ContainerFault::new(
+            target.clone(),
+            action.clone(),
+        )),
+        other => Box::new(Unsupported(other.clone())),
+    }
+}
+
+/// Kinds this build cannot run yet say so instead of pretending.
+struct Unsupported(FaultSpec);
+
+impl Fault for Unsupported {
+    fn describe(&self, _config: &Config) -> Description {
+        Description {
+            kind: "unsupported".into(),
+            params: String::new(),
+            blast_radius: self.0.target(),
+        }
+    }
+    fn inject<'a>(&'a mut self, _ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async {
+            Err(FaultError::Unavailable(
+                "this fault kind is not available in this build".into(),
+            ))
+        })
+    }
+    fn revert<'a>(&'a mut self, _ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The catalog as the Faults panel and the confirm popup show it.
+pub fn catalog_entries(config: &Config) -> Vec<crate::state::CatalogEntry> {
+    config
+        .faults
+        .iter()
+        .map(|f| {
+            let d = build("catalog", &f.spec).describe(config);
+            crate::state::CatalogEntry {
+                key: f.key,
+                name: f.name.clone(),
+                kind: d.kind,
+                target: f.spec.target(),
+                params: d.params,
+                blast_radius: d.blast_radius,
+                lease_ms: f.lease.as_millis() as u64,
+            }
+        })
+        .collect()
+}
+
+/// `1.5s`, `200ms` for parameter lines.
+pub fn fmt_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    humantime::format_duration(d).to_string().replace(' ', "")
+}

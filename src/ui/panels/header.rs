@@ -1,0 +1,141 @@
+//! The top row: session, elapsed time, wall clock, active faults, host load, theme. Segments that
+//! do not fit are dropped least-important first, so 80 columns still show time and faults.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::Span;
+
+use crate::metrics::Level;
+use crate::state::{ActivePhase, AppState};
+use crate::theme::Theme;
+use crate::ui::format;
+use crate::ui::widgets::badge;
+use crate::ui::widgets::text::{put_spans, put_spans_right, width};
+
+const SEPARATOR: &str = " │ ";
+/// Host load at or above this share of a resource is worth a warning colour.
+const HOST_WARN_PERCENT: f64 = 90.0;
+
+struct Segment {
+    /// 0 is dropped last.
+    priority: u8,
+    spans: Vec<Span<'static>>,
+}
+
+pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let buf = frame.buffer_mut();
+    let right = vec![
+        Span::styled("theme ", theme.muted()),
+        Span::styled(state.ui.theme.clone(), theme.text()),
+        Span::raw(" "),
+    ];
+    let mut segments = vec![
+        Segment {
+            priority: 3,
+            spans: vec![
+                Span::styled("gameday ", theme.accent().add_modifier(Modifier::BOLD)),
+                Span::styled(state.session.name.clone(), theme.text()),
+            ],
+        },
+        Segment {
+            priority: 0,
+            spans: vec![Span::styled(
+                format!("T+{}", format::elapsed(state.now_ms)),
+                theme.text().add_modifier(Modifier::BOLD),
+            )],
+        },
+        Segment {
+            priority: 1,
+            spans: vec![Span::styled(
+                format!("{} UTC", format::clock(state.wall(state.now_ms))),
+                theme.text(),
+            )],
+        },
+        faults_segment(state, theme),
+        // A scenario's phase gets its own segment here once the state carries it.
+        host_segment(state, theme),
+    ];
+    let available = area.width.saturating_sub(width(&right) + 2);
+    while line_width(&segments) > available {
+        let Some(drop) = segments
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, s)| (s.priority, *i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        if segments[drop].priority == 0 {
+            break;
+        }
+        segments.remove(drop);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, segment) in segments.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(SEPARATOR, theme.muted()));
+        }
+        spans.extend(segment.spans);
+    }
+    let end = put_spans(buf, area, &spans);
+    if end + width(&right) < area.right() {
+        put_spans_right(buf, area, &right);
+    }
+}
+
+fn line_width(segments: &[Segment]) -> u16 {
+    let separators = segments.len().saturating_sub(1) as u16 * SEPARATOR.chars().count() as u16;
+    segments.iter().map(|s| width(&s.spans)).sum::<u16>() + separators
+}
+
+fn faults_segment(state: &AppState, theme: &Theme) -> Segment {
+    let active = &state.faults.active;
+    let failed = active
+        .iter()
+        .filter(|f| f.phase == ActivePhase::Failed)
+        .count();
+    let running = active.len() - failed;
+    let mut spans = Vec::new();
+    if running == 0 && failed == 0 {
+        spans.push(Span::styled("no active faults", theme.muted()));
+    }
+    if running > 0 {
+        let noun = if running == 1 { "fault" } else { "faults" };
+        spans.push(Span::styled(
+            format!("◆ {running} {noun} active"),
+            theme.level(Level::Warn).patch(theme.fault()),
+        ));
+    }
+    if failed > 0 {
+        if running > 0 {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(
+            format!("{} {failed} failed", badge::CRIT),
+            theme.level(Level::Crit),
+        ));
+    }
+    Segment { priority: 0, spans }
+}
+
+fn host_segment(state: &AppState, theme: &Theme) -> Segment {
+    let part = |label: &str, key: &str| {
+        let value = state.metrics.current(key);
+        let style = match value {
+            Some(v) if v >= HOST_WARN_PERCENT => theme.level(Level::Warn),
+            _ => theme.text(),
+        };
+        vec![
+            Span::styled(format!("{label} "), theme.muted()),
+            Span::styled(
+                value.map_or_else(|| format::NONE.to_string(), |v| format!("{v:.0}%")),
+                style,
+            ),
+        ]
+    };
+    let mut spans = part("cpu", "host.cpu");
+    spans.push(Span::raw(" "));
+    spans.extend(part("mem", "host.mem"));
+    Segment { priority: 2, spans }
+}

@@ -1,0 +1,494 @@
+//! PostgreSQL: used / usable connections with a gauge and its history, waiting on locks, errors,
+//! connections by state; one row per configured pool (`application_name` connections against
+//! size + max overflow, 100% = crit), other application names seen, and operator gauges with
+//! their thresholds.
+//!
+//! ```text
+//! ✔ up  probe 1.8ms  postgres://app:***@127.0.0.1:5432/tasks
+//! ✔ connections   34/97 ████▍░░░░░  35% ▁▁▂▂▃
+//! waiting 2 · errors 3 │ active 12 · idle 20
+//! ▲ task-tracker  28/30 █████████▍  93% ▅▆▇▇█
+//! ▲ retry_queue      14 warn 10          ▁▃▆█
+//! other apps: reporting 3 · unnamed 1
+//! ```
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::Span;
+
+use crate::config::PostgresConfig;
+use crate::metrics::Level;
+use crate::redact;
+use crate::sources::SourceId;
+use crate::state::Panel;
+use crate::theme::Theme;
+use crate::ui::format;
+use crate::ui::widgets::columns::{self, Column};
+use crate::ui::widgets::gauge;
+use crate::ui::widgets::text::put_spans;
+
+use super::{Kpi, PanelCtx, frame_panel, headline, more, not_configured, row, status_line};
+
+const NAME_MIN: u16 = 11;
+const NAME_MAX: u16 = 24;
+const BAR_WIDTH: u16 = 10;
+/// Keys under `pg.connections.` that are not connection states.
+const NOT_STATES: [&str; 3] = ["used", "max", "utilization"];
+
+/// One line of the panel; charts may grow taller.
+enum Line {
+    Connections,
+    States,
+    Pool(usize),
+    Gauge(usize),
+    OtherApps,
+}
+
+impl Line {
+    fn has_chart(&self) -> bool {
+        matches!(self, Line::Connections | Line::Pool(_) | Line::Gauge(_))
+    }
+}
+
+pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
+    let inner = frame_panel(frame, area, ctx, Panel::Postgres);
+    let buf = frame.buffer_mut();
+    let Some(config) = ctx.state.config.postgres.as_ref() else {
+        not_configured(buf, inner, ctx, "[postgres]");
+        return;
+    };
+    let theme = ctx.theme;
+    let health = ctx.health(SourceId::POSTGRES, true);
+    let stale = health.is_stale();
+    let used = ctx.metric("pg.connections.used", stale);
+    let max = ctx.metric("pg.connections.max", stale);
+    let worst_pool = config
+        .pools
+        .iter()
+        .map(|p| pool_utilization(ctx, &p.application_name, stale, p.capacity()))
+        .fold(None, |acc: Option<f64>, u| match (acc, u) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        });
+    let body = headline(
+        buf,
+        inner,
+        ctx,
+        &[
+            Kpi {
+                label: format!("connections of {}", format::or_dash(max, format::count)),
+                value: format::or_dash(used, format::count),
+                style: ctx.value_style("pg.connections.utilization", stale),
+            },
+            Kpi {
+                label: "fullest pool".into(),
+                value: format::or_dash(worst_pool, format::percent),
+                style: if stale {
+                    theme.stale()
+                } else {
+                    theme.value(
+                        config
+                            .pools
+                            .iter()
+                            .map(|p| ctx.level(&pool_key(&p.application_name, "utilization")))
+                            .max()
+                            .unwrap_or_default(),
+                    )
+                },
+            },
+            Kpi {
+                label: "waiting on locks".into(),
+                value: format::or_dash(ctx.metric("pg.waiting", stale), format::count),
+                style: if stale { theme.stale() } else { theme.text() },
+            },
+        ],
+    );
+
+    let mut status = health.spans(theme);
+    status.push(Span::styled("  probe ", theme.muted()));
+    status.push(Span::styled(
+        format::or_dash(ctx.metric("pg.probe_ms", stale), format::millis),
+        if stale { theme.stale() } else { theme.text() },
+    ));
+    status.push(Span::styled(
+        format!("  {}", redact::url(&config.url)),
+        theme.muted(),
+    ));
+    let status_rows = status_line(buf, body, &status, stale);
+
+    let mut lines = vec![Line::Connections, Line::States];
+    lines.extend((0..config.pools.len()).map(Line::Pool));
+    lines.extend((0..config.gauges.len()).map(Line::Gauge));
+    if !other_apps(ctx, config).is_empty() {
+        lines.push(Line::OtherApps);
+    }
+    let list = super::below(body, status_rows);
+    let heights = plan_heights(&lines, list.height, ctx.max_chart_rows());
+    let name_width = config
+        .pools
+        .iter()
+        .map(|p| p.application_name.chars().count())
+        .chain(config.gauges.iter().map(|g| g.name.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .clamp(NAME_MIN as usize, NAME_MAX as usize) as u16;
+    let cols = [
+        Column::left("", 1, 0),
+        Column::left("", name_width, 0),
+        Column::right("", 9, 0),
+        Column::left("", BAR_WIDTH, 2),
+        Column::right("", 4, 1),
+    ];
+    let kept = columns::fit(&cols, list.width, super::MIN_CHART_WIDTH);
+    let rows = Rows {
+        ctx,
+        config,
+        cols: &cols,
+        kept: &kept,
+        stale,
+    };
+    let mut y = list.y;
+    for (line, height) in lines.iter().zip(&heights) {
+        let area = Rect::new(list.x, y, list.width, *height);
+        rows.draw(buf, area, line);
+        y += height;
+    }
+    let hidden = lines.len() - heights.len();
+    more(buf, row(list, list.height.saturating_sub(1)), hidden, ctx);
+}
+
+/// One row per line, then spare rows to the charts (up to `max_rows` each). When the lines do
+/// not fit, the last row is kept for "… N more".
+fn plan_heights(lines: &[Line], available: u16, max_rows: u16) -> Vec<u16> {
+    let available = available as usize;
+    if lines.len() > available {
+        return vec![1; available.saturating_sub(1)];
+    }
+    let mut heights = vec![1u16; lines.len()];
+    let mut spare = available - lines.len();
+    let growable: Vec<usize> = (0..lines.len()).filter(|i| lines[*i].has_chart()).collect();
+    while spare > 0 {
+        let mut grew = false;
+        for &i in &growable {
+            if spare > 0 && heights[i] < max_rows {
+                heights[i] += 1;
+                spare -= 1;
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    heights
+}
+
+fn pool_key(application_name: &str, field: &str) -> String {
+    format!("pg.app.{application_name}.{field}")
+}
+
+fn pool_utilization(ctx: &PanelCtx<'_>, name: &str, stale: bool, capacity: u32) -> Option<f64> {
+    ctx.metric(&pool_key(name, "utilization"), stale)
+        .or_else(|| {
+            ctx.metric(&pool_key(name, "connections"), stale)
+                .map(|c| c / f64::from(capacity.max(1)))
+        })
+}
+
+/// Application names seen that are not configured pools, with their connections.
+fn other_apps(ctx: &PanelCtx<'_>, config: &PostgresConfig) -> Vec<(String, f64)> {
+    ctx.state
+        .metrics
+        .keys_with_prefix("pg.app.")
+        .filter_map(|key| {
+            let name = key.strip_prefix("pg.app.")?.strip_suffix(".connections")?;
+            if config.pools.iter().any(|p| p.application_name == name) {
+                return None;
+            }
+            Some((name.to_string(), ctx.state.metrics.get(key)?.last_known()?))
+        })
+        .collect()
+}
+
+/// What every line of the panel is drawn with.
+struct Rows<'a> {
+    ctx: &'a PanelCtx<'a>,
+    config: &'a PostgresConfig,
+    cols: &'a [Column],
+    kept: &'a [usize],
+    stale: bool,
+}
+
+impl Rows<'_> {
+    fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
+        let Rows {
+            ctx,
+            config,
+            cols,
+            kept,
+            stale,
+        } = *self;
+        let theme = ctx.theme;
+        let first = Rect::new(area.x, area.y, area.width, 1);
+        let value_style = |key: &str| ctx.value_style(key, stale);
+        let plain = if stale { theme.stale() } else { theme.text() };
+        match line {
+            Line::Connections => {
+                let key = "pg.connections.utilization";
+                let used = ctx.metric("pg.connections.used", stale);
+                let max = ctx.metric("pg.connections.max", stale);
+                let share = ctx
+                    .metric(key, stale)
+                    .or_else(|| Some(used? / max?.max(1.0)));
+                let cells = usage_cells(
+                    ctx.level_badge(key, stale),
+                    "connections",
+                    used,
+                    max,
+                    share,
+                    value_style(key),
+                    theme,
+                );
+                let x = columns::draw_row(buf, first, cols, kept, &cells);
+                ctx.spark(key, stale, 0)
+                    .scale_max(1.0)
+                    .axis(format::percent)
+                    .render(buf, chart_area(area, x), theme);
+            }
+            Line::States => {
+                let mut spans = Vec::new();
+                for (label, key) in [("waiting", "pg.waiting"), ("errors", "pg.errors")] {
+                    let value = ctx.metric(key, stale);
+                    let style = match value {
+                        Some(v) if v > 0.0 && !stale => theme.level(Level::Warn),
+                        _ => plain,
+                    };
+                    spans.push(Span::styled(format!("{label} "), theme.muted()));
+                    spans.push(Span::styled(format::or_dash(value, format::count), style));
+                    spans.push(Span::styled(" · ", theme.muted()));
+                }
+                spans.pop();
+                let states: Vec<(String, f64)> = ctx
+                    .state
+                    .metrics
+                    .keys_with_prefix("pg.connections.")
+                    .filter_map(|key| {
+                        let state = key.strip_prefix("pg.connections.")?;
+                        if NOT_STATES.contains(&state) {
+                            return None;
+                        }
+                        Some((state.to_string(), ctx.metric(key, stale)?))
+                    })
+                    .collect();
+                if !states.is_empty() {
+                    spans.push(Span::styled(" │ ", theme.muted()));
+                    for (i, (state, value)) in states.into_iter().enumerate() {
+                        if i > 0 {
+                            spans.push(Span::styled(" · ", theme.muted()));
+                        }
+                        spans.push(Span::styled(format!("{state} "), theme.muted()));
+                        spans.push(Span::styled(format::count(value), plain));
+                    }
+                }
+                put_spans(buf, first, &spans);
+            }
+            Line::Pool(i) => {
+                let pool = &config.pools[*i];
+                let name = &pool.application_name;
+                let key = pool_key(name, "utilization");
+                let capacity = f64::from(pool.capacity());
+                let connections = ctx.metric(&pool_key(name, "connections"), stale);
+                let share = pool_utilization(ctx, name, stale, pool.capacity());
+                let cells = usage_cells(
+                    ctx.level_badge(&key, stale),
+                    name,
+                    connections,
+                    Some(capacity),
+                    share,
+                    value_style(&key),
+                    theme,
+                );
+                let x = columns::draw_row(buf, first, cols, kept, &cells);
+                ctx.spark(&key, stale, 1 + i)
+                    .scale_max(1.0)
+                    .axis(format::percent)
+                    .render(buf, chart_area(area, x), theme);
+            }
+            Line::Gauge(i) => {
+                let g = &config.gauges[*i];
+                let key = format!("pg.gauge.{}", g.name);
+                let limits = match (g.warn, g.crit) {
+                    (None, None) => String::new(),
+                    (w, c) => format!(
+                        "warn {} crit {}",
+                        format::or_dash(w, format::count),
+                        format::or_dash(c, format::count)
+                    ),
+                };
+                let cells = vec![
+                    vec![ctx.level_badge(&key, stale)],
+                    vec![Span::styled(g.name.clone(), theme.text())],
+                    vec![Span::styled(
+                        format::or_dash(ctx.metric(&key, stale), format::count),
+                        value_style(&key),
+                    )],
+                    vec![Span::styled(limits, theme.muted())],
+                ];
+                // The limits take the bar's and the percentage's columns.
+                let gauge_cols = [
+                    cols[0],
+                    cols[1],
+                    cols[2],
+                    Column::left("", cols[3].width + cols[4].width + columns::GAP, 2),
+                ];
+                let gauge_kept: Vec<usize> = kept.iter().copied().filter(|i| *i < 4).collect();
+                let x = columns::draw_row(buf, first, &gauge_cols, &gauge_kept, &cells);
+                ctx.spark(&key, stale, 2 + i).axis(format::count).render(
+                    buf,
+                    chart_area(area, x),
+                    theme,
+                );
+            }
+            Line::OtherApps => {
+                let mut spans = vec![Span::styled("other apps: ", theme.muted())];
+                for (i, (name, value)) in other_apps(ctx, config).into_iter().enumerate() {
+                    if i > 0 {
+                        spans.push(Span::styled(" · ", theme.muted()));
+                    }
+                    spans.push(Span::styled(format!("{name} "), theme.text()));
+                    spans.push(Span::styled(format::count(value), plain));
+                }
+                put_spans(buf, first, &spans);
+            }
+        }
+    }
+}
+
+/// `✔ connections   34/97 ████▍░░░░░  35%`
+fn usage_cells(
+    badge: Span<'static>,
+    name: &str,
+    used: Option<f64>,
+    max: Option<f64>,
+    share: Option<f64>,
+    style: ratatui::style::Style,
+    theme: &Theme,
+) -> Vec<Vec<Span<'static>>> {
+    vec![
+        vec![badge],
+        vec![Span::styled(name.to_string(), theme.text())],
+        vec![Span::styled(
+            format!(
+                "{}/{}",
+                format::or_dash(used, format::count),
+                format::or_dash(max, format::count)
+            ),
+            style,
+        )],
+        share.map_or_else(
+            || vec![Span::styled(format::NONE, theme.muted())],
+            |s| gauge::bar(s, BAR_WIDTH, style, theme),
+        ),
+        vec![Span::styled(format::or_dash(share, format::percent), style)],
+    ]
+}
+
+fn chart_area(line: Rect, chart_x: u16) -> Rect {
+    Rect::new(
+        chart_x,
+        line.y,
+        line.right().saturating_sub(chart_x),
+        line.height,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Level;
+    use crate::sources::SourceStatus;
+    use crate::state::Panel;
+    use crate::ui::layout::panel_area;
+    use crate::ui::test_support::*;
+    use ratatui::layout::Rect;
+
+    #[test]
+    fn snapshots_at_both_sizes_and_zoomed() {
+        let mut state = state();
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("postgres_{w}x{h}"),
+                panel_text(&mut state, Panel::Postgres, w, h, false)
+            );
+        }
+        insta::assert_snapshot!(
+            "postgres_zoomed_160x48",
+            panel_text(&mut state, Panel::Postgres, 160, 48, true)
+        );
+    }
+
+    #[test]
+    fn a_pool_near_its_limit_warns_and_a_full_one_is_crit() {
+        let mut state = state();
+        assert_eq!(state.level("pg.app.task-tracker.utilization"), Level::Warn);
+        let theme = theme();
+        let screen = Rect::new(0, 0, 160, 48);
+        let area = panel_area(screen, Panel::Postgres, false).unwrap();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let pool = find_in(buf, area, "28/30").unwrap();
+        assert_eq!(buf[pool].fg, theme.palette.warn);
+        assert_eq!(buf[(area.x + 1, pool.y)].symbol(), "▲");
+
+        state
+            .metrics
+            .record(NOW_MS, "pg.app.task-tracker.connections", 30.0);
+        state
+            .metrics
+            .record(NOW_MS, "pg.app.task-tracker.utilization", 1.0);
+        refresh_levels(&mut state);
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let pool = find_in(buf, area, "30/30").unwrap();
+        assert_eq!(buf[pool].fg, theme.palette.crit, "100% of size + overflow");
+        assert_eq!(buf[(area.x + 1, pool.y)].symbol(), "✖");
+        assert!(find_in(buf, area, "100%").is_some());
+    }
+
+    #[test]
+    fn down_keeps_the_last_values_dimmed() {
+        let mut state = state();
+        state.metrics.gap(NOW_MS, "pg.");
+        set_source(
+            &mut state,
+            "pg",
+            SourceStatus::down(
+                "connection refused (postgres://app:hunter2-pg-secret@127.0.0.1:5432/tasks)",
+            ),
+            598_000,
+        );
+        let text = panel_text(&mut state, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("✖ DOWN since 10:09:58 (connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        insta::assert_snapshot!("postgres_down_80x24", text);
+        let theme = theme();
+        let terminal = draw(&state, &theme, 80, 24);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 80, 24), Panel::Postgres, false).unwrap();
+        let connections = find_in(buf, area, "36/97").unwrap();
+        assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
+    }
+
+    #[test]
+    fn not_configured_is_said_plainly() {
+        let mut empty = empty_state();
+        let text = panel_text(&mut empty, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("not configured — add [postgres] to gameday.toml"),
+            "{text}"
+        );
+    }
+}

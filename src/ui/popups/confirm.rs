@@ -1,0 +1,79 @@
+//! Confirm: a destructive action waits here. The title and lines name the target and the blast
+//! radius; the keys come from the CONFIRM table.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use crate::keymap::KeyContext;
+use crate::metrics::Level;
+use crate::state::Confirm;
+use crate::theme::Theme;
+use crate::ui::widgets::badge;
+
+use super::{centered, frame_popup};
+
+const WIDTH: u16 = 72;
+
+pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme) {
+    let width = WIDTH.min(screen.width.saturating_sub(4));
+    let text_width = width.saturating_sub(4).max(1) as usize;
+    // Wrapped height of the lines, plus a blank line, the question and the border.
+    let body_rows: usize = confirm
+        .lines
+        .iter()
+        .map(|l| l.chars().count().div_ceil(text_width).max(1))
+        .sum();
+    let height = body_rows as u16 + 2 + 2;
+    let area = centered(screen, width, height);
+    let warn = theme.level(Level::Warn);
+    let inner = frame_popup(
+        frame,
+        area,
+        vec![Span::styled(
+            format!(" {} {} ", badge::WARN, confirm.title),
+            warn.add_modifier(Modifier::BOLD),
+        )],
+        KeyContext::Confirm,
+        warn,
+        theme,
+    );
+    let mut lines: Vec<Line<'_>> = confirm
+        .lines
+        .iter()
+        .map(|l| Line::styled(l.as_str(), theme.text()))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Go ahead?",
+        theme.text().add_modifier(Modifier::BOLD),
+    ));
+    let text = Rect::new(
+        inner.x + 1,
+        inner.y,
+        inner.width.saturating_sub(2),
+        inner.height,
+    );
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes_name_target_blast_radius_and_keys() {
+        let mut state = state();
+        state.ui.mode = confirm_mode();
+        for (w, h) in SIZES {
+            let text = screen_text(&draw(&state, &theme(), w, h));
+            assert!(text.contains("Trigger fault 2: pg-hold"));
+            assert!(text.contains("target: postgres"));
+            assert!(text.contains("blast radius"));
+            assert!(text.contains("y / enter yes · n / esc no"), "{text}");
+            insta::assert_snapshot!(format!("confirm_{w}x{h}"), text);
+        }
+    }
+}

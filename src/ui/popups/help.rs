@@ -1,0 +1,132 @@
+//! Help: every key of the main screen (from the key table, `1-9` included), then one line per
+//! popup with its keys.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::Span;
+
+use crate::keymap::KeyContext;
+use crate::theme::Theme;
+use crate::ui::key_hints;
+use crate::ui::widgets::text::put_spans;
+
+use super::{centered, frame_popup, key_spans};
+
+const WIDTH: u16 = 76;
+const KEY_COLUMN: u16 = 12;
+/// The popups, as the help names them.
+const POPUPS: [(&str, KeyContext); 4] = [
+    ("confirm", KeyContext::Confirm),
+    ("note", KeyContext::TextInput),
+    ("picker", KeyContext::Picker),
+    ("help", KeyContext::Help),
+];
+
+pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
+    let main = key_hints::groups(KeyContext::Normal);
+    // Main keys, a blank line, a heading, one line per popup, and the border.
+    let height = main.len() as u16 + 2 + POPUPS.len() as u16 + 2;
+    let area = centered(screen, WIDTH, height);
+    let inner = frame_popup(
+        frame,
+        area,
+        vec![Span::styled(
+            " Keys ",
+            theme.accent().add_modifier(Modifier::BOLD),
+        )],
+        KeyContext::Help,
+        theme.border(true),
+        theme,
+    );
+    let buf = frame.buffer_mut();
+    let key_style = theme.accent().add_modifier(Modifier::BOLD);
+    let mut y = inner.y;
+    for group in &main {
+        if y >= inner.bottom() {
+            return;
+        }
+        let keys = group.all_keys();
+        let pad = (KEY_COLUMN as usize).saturating_sub(keys.chars().count());
+        let style = if group.is_dangerous() {
+            theme.level(crate::metrics::Level::Crit)
+        } else {
+            key_style
+        };
+        put_spans(
+            buf,
+            Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
+            &[
+                Span::styled(keys, style),
+                Span::raw(" ".repeat(pad)),
+                Span::styled(group.help, theme.text()),
+            ],
+        );
+        y += 1;
+    }
+    y += 1;
+    if y < inner.bottom() {
+        put_spans(
+            buf,
+            Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
+            &[Span::styled("in popups", theme.muted())],
+        );
+        y += 1;
+    }
+    for (name, context) in POPUPS {
+        if y >= inner.bottom() {
+            return;
+        }
+        let mut spans = vec![Span::styled(
+            format!("{name:<width$}", width = KEY_COLUMN as usize - 1),
+            theme.muted(),
+        )];
+        spans.extend(key_spans(context, theme));
+        put_spans(
+            buf,
+            Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
+            &spans,
+        );
+        y += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::keymap::{self, KeyContext};
+    use crate::state::Mode;
+    use crate::ui::test_support::*;
+
+    #[test]
+    fn snapshots_at_both_sizes() {
+        let mut state = state();
+        state.ui.mode = Mode::Help;
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("help_{w}x{h}"),
+                screen_text(&draw(&state, &theme(), w, h))
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_table_and_the_fault_digits_are_listed_at_80x24() {
+        let mut state = state();
+        state.ui.mode = Mode::Help;
+        let text = screen_text(&draw(&state, &theme(), 80, 24));
+        for b in keymap::NORMAL {
+            assert!(text.contains(b.help), "{}: {}", b.label, b.help);
+        }
+        assert!(text.contains(keymap::FAULT_KEYS_LABEL));
+        assert!(text.contains(keymap::FAULT_KEYS_HELP));
+        for context in [
+            KeyContext::Confirm,
+            KeyContext::TextInput,
+            KeyContext::Picker,
+        ] {
+            for b in keymap::table(context).iter().filter(|b| b.hint.is_some()) {
+                assert!(text.contains(b.label), "{context:?}: {}", b.label);
+            }
+        }
+    }
+}
