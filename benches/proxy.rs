@@ -89,6 +89,7 @@ struct Bench {
     // Kept alive for the whole run.
     _client: ProxyClient,
     daemon: Option<DaemonHandle>,
+    dir: PathBuf,
 }
 
 fn setup() -> Bench {
@@ -152,6 +153,7 @@ fn setup() -> Bench {
         runtime,
         _client: client,
         daemon: Some(daemon),
+        dir,
     }
 }
 
@@ -341,6 +343,7 @@ fn proxy_benches(c: &mut Criterion) {
     if let Some(daemon) = bench.daemon.take() {
         bench.runtime.block_on(daemon.shutdown());
     }
+    let _ = std::fs::remove_dir_all(&bench.dir);
 }
 
 criterion_group! {

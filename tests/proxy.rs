@@ -243,4 +243,5 @@ fn spawned_daemon_outlives_a_sigkilled_console() {
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         }
     });
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -41,11 +41,12 @@ async fn only_the_owner_can_reach_the_control_socket() {
     assert_eq!(pid.trim(), std::process::id().to_string());
 
     let dir = harness.dir.clone();
-    harness.stop().await;
+    harness.daemon.shutdown().await;
     assert!(
         !socket_path(&dir).exists() && !pid_path(&dir).exists(),
         "socket and pid file are removed on exit"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,6 +76,7 @@ async fn a_socket_left_by_a_killed_daemon_is_replaced() {
         .await
         .expect("answers on the new socket");
     daemon.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,6 +303,7 @@ async fn faults_lapse_with_the_lease_while_forwarding_continues() {
         "same connection, clean again: {after:?}"
     );
     daemon.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,4 +425,5 @@ async fn an_idle_daemon_exits_when_asked_to() {
     );
     assert!(attached.elapsed() >= Duration::from_millis(900));
     assert!(!socket_path(&dir).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
