@@ -458,15 +458,8 @@ impl Engine {
                         let a = self.active.remove(&id).expect("present");
                         // What it did, as of now (a flood says how many it sent).
                         let detail = a.fault.lock().await.describe(&self.ctx.config).params;
-                        self.report(
-                            &id,
-                            &a,
-                            FaultPhase::Reverted,
-                            detail,
-                            Some(cause),
-                            None,
-                        )
-                        .await;
+                        self.report(&id, &a, FaultPhase::Reverted, detail, Some(cause), None)
+                            .await;
                         self.hand_over_waiters(a.waiters);
                     }
                     Err(e) => {
