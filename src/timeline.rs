@@ -129,6 +129,9 @@ pub enum EventKind {
         name: String,
         /// What was expected, e.g. "p95 of probe.api.latency_ms < 500".
         expected: String,
+        /// The metric key the check reads, so a report can chart it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
         passed: bool,
         /// The measured value, when there was one.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,7 +2,9 @@
 //! the shape of a chaos-experiment write-up — hypothesis, baseline, injection, results, recovery,
 //! improvements — followed by metric summaries, outages, marks and notes and the full timeline.
 
+mod html;
 mod json;
+mod junit;
 mod markdown;
 
 use std::collections::BTreeMap;
@@ -16,7 +18,9 @@ use crate::timeline::{
     self, Cause, CheckGroup, EventKind, FaultPhase, Phase, TimelineEvent, Verdict,
 };
 
+pub use html::to_html;
 pub use json::to_json;
+pub use junit::to_junit;
 pub use markdown::to_markdown;
 
 /// Series capacity while rebuilding: a report keeps everything the timeline holds.
@@ -63,6 +67,8 @@ pub struct CheckOutcome {
     pub group: CheckGroup,
     pub name: String,
     pub expected: String,
+    /// The metric key the check reads, when the scenario named one.
+    pub metric: Option<String>,
     pub passed: bool,
     pub value: Option<f64>,
     pub recovered_after_ms: Option<u64>,
@@ -580,6 +586,7 @@ fn experiment(events: &[TimelineEvent]) -> Option<Experiment> {
                 group,
                 name,
                 expected,
+                metric,
                 passed,
                 value,
                 recovered_after_ms,
@@ -590,6 +597,7 @@ fn experiment(events: &[TimelineEvent]) -> Option<Experiment> {
                         group: *group,
                         name: name.clone(),
                         expected: expected.clone(),
+                        metric: metric.clone(),
                         passed: *passed,
                         value: *value,
                         recovered_after_ms: *recovered_after_ms,
@@ -723,15 +731,27 @@ pub fn write_from_dir(dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>, St
     let report = Report::build(&events);
     let mut written = Vec::new();
     for format in formats {
-        let (name, text) = match format {
-            Format::Markdown => ("report.md", to_markdown(&report)),
-            Format::Json => ("report.json", to_json(&report)),
+        let text = match format {
+            Format::Markdown => to_markdown(&report),
+            Format::Json => to_json(&report),
+            Format::Html => to_html(&report, &replay(&events)),
+            Format::Junit => to_junit(&report),
         };
-        let path = dir.join(name);
+        let path = dir.join(format.file_name());
         write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Writes the JUnit XML of a report where CI expects it.
+pub fn write_junit(report: &Report, path: &Path) -> Result<(), String> {
+    let written = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+    .and_then(|()| write_atomically(path, &to_junit(report)));
+    written.map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Write to a temporary sibling, then rename: a reader never sees half a report.
@@ -746,10 +766,24 @@ pub enum Format {
     #[value(name = "md")]
     Markdown,
     Json,
+    Html,
+    /// JUnit XML for CI; only written when asked for.
+    Junit,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Format::Markdown, Format::Json];
+    /// What a session writes by default.
+    pub const ALL: [Format; 3] = [Format::Markdown, Format::Json, Format::Html];
+
+    /// The file's name in the session directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Markdown => "report.md",
+            Format::Json => "report.json",
+            Format::Html => "report.html",
+            Format::Junit => "junit.xml",
+        }
+    }
 }
 
 #[cfg(test)]
