@@ -13,6 +13,12 @@ use super::{CheckOutcome, FaultSummary, Outcome, Report, fmt_ms};
 use crate::metrics::{MetricStore, Series, Stats, Threshold};
 use crate::timeline::{CheckGroup, Verdict, fmt_value};
 
+/// A threshold more than this many times the largest value is named instead of drawn.
+const THRESHOLD_HEADROOM: f64 = 3.0;
+
+/// Room a phase label needs before the next phase line, in SVG units.
+const PHASE_LABEL_WIDTH: f64 = 72.0;
+
 /// More charts than this stop being read; the metrics table has the rest.
 const MAX_CHARTS: usize = 12;
 
@@ -44,7 +50,7 @@ code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
 th, td { border: 1px solid #d0d7de; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: #f3f5f7; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 table.facts th { width: 11rem; }
 .badge { display: inline-block; font-size: 1.3rem; font-weight: 700; padding: 0.3rem 1rem;
   border-radius: 0.4rem; border: 2px solid; margin: 0 0 0.4rem; }
@@ -55,9 +61,9 @@ table.facts th { width: 11rem; }
 .reason { margin: 0 0 1rem; font-size: 1.1rem; }
 ul.outcomes { list-style: none; padding-left: 0; }
 ul.outcomes li { padding: 0.15rem 0.5rem; margin: 0.15rem 0; border-left: 6px solid; }
-li.pass { border-color: #2da44e; }
-li.fail { border-color: #cf222e; background: #fff5f5; }
-li.warn { border-color: #bf8700; background: #fffbe6; }
+ul.outcomes li.pass { border-color: #2da44e; }
+ul.outcomes li.fail { border-color: #cf222e; background: #fff5f5; }
+ul.outcomes li.warn { border-color: #bf8700; background: #fffbe6; }
 .muted { color: #57606a; }
 figure.chart { margin: 1rem 0 1.6rem; break-inside: avoid; }
 figure.chart figcaption { font-size: 1rem; margin-bottom: 0.2rem; }
@@ -71,7 +77,8 @@ svg.chart .fault-span { fill: #e4572e; fill-opacity: 0.16; stroke: #e4572e; stro
 svg.chart .fault-span.failed, svg.chart .fault-span.active { fill: #b3001b; fill-opacity: 0.22; }
 svg.chart text.fault-label { fill: #b3321b; font-weight: 700; }
 svg.chart .mark, svg.chart .note { stroke: #6639ba; stroke-width: 1.5; stroke-dasharray: 4 3; }
-svg.chart text.annotation-label { fill: #6639ba; font-weight: 700; }
+svg.chart .annotation-badge { fill: #fff; stroke: #6639ba; stroke-width: 1.5; }
+svg.chart text.annotation-label { fill: #6639ba; font-weight: 700; font-size: 11px; }
 svg.chart .threshold { stroke-width: 1.5; stroke-dasharray: 8 4; }
 svg.chart .threshold.warn { stroke: #bf8700; }
 svg.chart .threshold.crit { stroke: #cf222e; }
@@ -559,7 +566,7 @@ fn key_metrics<'a>(r: &Report, store: &'a MetricStore) -> (Vec<KeyMetric<'a>>, u
     for c in r.experiment.iter().flat_map(|x| x.checks.iter()) {
         for key in check_metric_keys(c, store) {
             if let Some((key, series)) = store.iter().find(|(k, _)| *k == key) {
-                pick(key, series, format!("read by check “{}”", c.name));
+                pick(key, series, format!("read by check \"{}\"", c.name));
             }
         }
     }
@@ -650,13 +657,20 @@ fn plot_columns() -> u64 {
 fn chart(h: &mut String, r: &Report, m: &KeyMetric) {
     let stats = m.series.stats();
     let (data_lo, data_hi) = stats.map_or((0.0, 1.0), |s| (s.min, s.max));
-    // Anchor at zero so heights compare honestly; make room for the threshold lines.
+    // Anchor at zero so heights compare honestly; make room for the threshold lines, unless a
+    // bound is so far above the data that drawing it would flatten the line: that one is named.
     let mut lo = data_lo.min(0.0);
     let mut hi = data_hi;
-    if let Some(t) = m.threshold {
-        for bound in [t.warn, t.crit].into_iter().flatten() {
+    let (mut drawn, mut above) = (Vec::new(), Vec::new());
+    let bounds = m.threshold.map_or([None, None], |t| [t.warn, t.crit]);
+    for (class, bound) in ["warn", "crit"].into_iter().zip(bounds) {
+        let Some(bound) = bound else { continue };
+        if bound > data_hi.max(0.0) * THRESHOLD_HEADROOM {
+            above.push(format!("{class} {}", fmt_value(bound)));
+        } else {
             lo = lo.min(bound);
             hi = hi.max(bound);
+            drawn.push((class, bound));
         }
     }
     if hi <= lo {
@@ -710,52 +724,79 @@ fn chart(h: &mut String, r: &Report, m: &KeyMetric) {
         hi = fmt_value(hi),
         lo = fmt_value(lo)
     );
-    for p in r.experiment.iter().flat_map(|x| x.phases.iter()) {
+    let phases = r.experiment.as_ref().map_or(&[][..], |x| &x.phases[..]);
+    for (i, p) in phases.iter().enumerate() {
         let x = scale.x(p.at_ms);
-        let _ = writeln!(
+        let _ = write!(
             h,
             "<line class=\"phase\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{PLOT_TOP}\" \
-             y2=\"{PLOT_BOTTOM}\"/><text class=\"phase-label\" x=\"{:.1}\" y=\"{}\">{}</text>",
-            x + 3.0,
-            PLOT_BOTTOM - 5.0,
-            p.phase.label()
+             y2=\"{PLOT_BOTTOM}\"/>"
         );
+        // A phase that lasted a moment (injecting → observing) leaves its label to the next.
+        let room = phases
+            .get(i + 1)
+            .map_or(f64::INFINITY, |next| scale.x(next.at_ms) - x);
+        // The last one, near the right edge, is labelled on the left of its line.
+        let (label_x, anchor) = if x + PHASE_LABEL_WIDTH <= PLOT_RIGHT {
+            (x + 3.0, "start")
+        } else {
+            (x - 3.0, "end")
+        };
+        if room >= PHASE_LABEL_WIDTH {
+            let _ = write!(
+                h,
+                "<text class=\"phase-label\" x=\"{label_x:.1}\" y=\"{}\" \
+                 text-anchor=\"{anchor}\">{}</text>",
+                PLOT_BOTTOM - 5.0,
+                p.phase.label()
+            );
+        }
+        h.push('\n');
     }
     for f in &r.faults {
         fault_span(h, r, &scale, f);
     }
-    if let Some(t) = m.threshold {
-        for (class, bound) in [("warn", t.warn), ("crit", t.crit)] {
-            let Some(bound) = bound else { continue };
-            let y = scale.y(bound);
-            let _ = writeln!(
-                h,
-                "<line class=\"threshold {class}\" x1=\"{PLOT_LEFT}\" x2=\"{PLOT_RIGHT}\" \
+    for (class, bound) in drawn {
+        let y = scale.y(bound);
+        let _ = writeln!(
+            h,
+            "<line class=\"threshold {class}\" x1=\"{PLOT_LEFT}\" x2=\"{PLOT_RIGHT}\" \
                  y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"threshold-label {class}\" \
                  x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{class} {}</text>",
-                PLOT_RIGHT - 4.0,
-                y - 4.0,
-                fmt_value(bound)
-            );
-        }
+            PLOT_RIGHT - 4.0,
+            y - 4.0,
+            fmt_value(bound)
+        );
+    }
+    if !above.is_empty() {
+        let _ = writeln!(
+            h,
+            "<text class=\"threshold-label off-chart\" x=\"{:.1}\" y=\"{}\" \
+             text-anchor=\"end\">{} above the chart</text>",
+            PLOT_RIGHT - 4.0,
+            PLOT_TOP + 14.0,
+            above.join(" · ")
+        );
     }
     let path = line_path(m.series, &scale);
     if !path.is_empty() {
         let _ = writeln!(h, "<path class=\"line\" d=\"{path}\"/>");
     }
+    // Drawn last: the numbered badges stay legible over the line.
     for (n, a) in r.annotations.iter().enumerate() {
         let x = scale.x(a.offset_ms);
         let _ = writeln!(
             h,
             "<g class=\"annotation\"><title>{} {}: {}</title><line class=\"{}\" x1=\"{x:.1}\" \
-             x2=\"{x:.1}\" y1=\"{PLOT_TOP}\" y2=\"{PLOT_BOTTOM}\"/><text \
-             class=\"annotation-label\" x=\"{:.1}\" y=\"{}\">{}</text></g>",
+             x2=\"{x:.1}\" y1=\"{PLOT_TOP}\" y2=\"{PLOT_BOTTOM}\"/><circle \
+             class=\"annotation-badge\" cx=\"{x:.1}\" cy=\"{}\" r=\"9\"/><text \
+             class=\"annotation-label\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
             a.at.format("%H:%M:%S"),
             a.kind,
             Esc(&a.text),
             a.kind,
-            x + 3.0,
-            PLOT_TOP + 14.0,
+            PLOT_TOP + 11.0,
+            PLOT_TOP + 15.0,
             n + 1
         );
     }

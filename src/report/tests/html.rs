@@ -396,6 +396,14 @@ fn charts_shade_faults_pin_marks_and_draw_thresholds_and_phases() {
         .filter_map(|n| n.text())
         .collect();
     assert_eq!(thresholds, vec!["warn 100", "crit 1000"]);
+    // A bound far above the data is named, not drawn: the latency line stays readable.
+    let latency = chart(&doc, "probe.api.latency_ms");
+    let labels: Vec<&str> = latency
+        .descendants()
+        .filter(|n| has_class(n, "threshold-label"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(labels, vec!["warn 300", "crit 1000 above the chart"]);
     // The outage is a gap: the lag line stops and starts again.
     let d = pending
         .descendants()
