@@ -631,6 +631,8 @@ fn an_hour_of_samples_makes_a_small_page_that_keeps_the_dips() {
     let files = write_from_dir(&dir, &[Format::Html]).unwrap();
     assert_eq!(files, vec![dir.join("report.html")]);
     assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), html);
+    // Kept after a failure, for a look; removed after a pass.
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -649,4 +651,6 @@ fn a_session_writes_the_html_report_with_the_others() {
     parse(&html);
     assert!(html.contains("NATS Broker Failure"));
     assert!(!dir.join("junit.xml").exists(), "JUnit only when asked");
+    // Kept after a failure, for a look; removed after a pass.
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -229,4 +229,6 @@ fn junit_is_written_where_asked() {
     assert_eq!(files, vec![dir.join("junit.xml")]);
     let xml = std::fs::read_to_string(&files[0]).unwrap();
     assert_eq!(counts(&parse(&xml)), (6, 2));
+    // Kept after a failure, for a look; removed after a pass.
+    std::fs::remove_dir_all(&dir).unwrap();
 }
