@@ -12,12 +12,14 @@ use crate::config::Config;
 use crate::faults::engine::FaultReport;
 use crate::keymap::{self, Action};
 use crate::metrics::Level;
+use crate::scenario::Scenario;
+use crate::scenario::run::{Action as ScenarioAction, ScenarioRun};
 use crate::sources::{SourceEvent, SourceId, SourceStatus};
 use crate::state::{
     ActiveFault, ActivePhase, AppState, Confirm, FaultSpan, Mode, PendingAction, Picker,
     PickerItem, Session, SourceState, Toast, ToastKind,
 };
-use crate::timeline::{Cause, EventKind, FaultPhase, Timeline, TimelineEvent};
+use crate::timeline::{Cause, EventKind, FaultPhase, Timeline, TimelineEvent, Verdict};
 
 /// How long a toast stays up.
 const TOAST_MS: u64 = 4000;
@@ -45,10 +47,11 @@ pub enum Event {
 pub enum Effect {
     /// Rebuild the report from the session's timeline and write it.
     ExportReport,
-    /// Inject the catalog fault at this index.
+    /// Inject the catalog fault at this index (for `lease`, or its catalog lease).
     InjectFault {
         catalog_index: usize,
         cause: Cause,
+        lease: Option<std::time::Duration>,
     },
     RevertFault {
         id: String,
@@ -57,8 +60,6 @@ pub enum Effect {
     RevertAll {
         cause: Cause,
     },
-    /// Run a scenario file.
-    RunScenario(PathBuf),
 }
 
 /// Why the console is ending.
@@ -74,6 +75,8 @@ pub struct App {
     effects: Vec<Effect>,
     quit: Option<QuitReason>,
     dirty: bool,
+    /// Timeline events shown so far (the panel keeps only the newest).
+    recorded: u64,
 }
 
 impl App {
@@ -101,6 +104,7 @@ impl App {
             effects: Vec::new(),
             quit: None,
             dirty: true,
+            recorded: 1,
         })
     }
 
@@ -147,6 +151,10 @@ impl App {
 
     fn on_fault(&mut self, r: FaultReport) {
         let now = self.state.now_ms;
+        if let Some(run) = &mut self.state.scenario {
+            let actions = run.on_fault(&r.name, r.phase, &r.detail, now);
+            self.apply_scenario(actions);
+        }
         let board = &mut self.state.faults;
         let index = board.active.iter().position(|a| a.id == r.id);
         match r.phase {
@@ -224,7 +232,12 @@ impl App {
     /// Appends to the timeline (the file first: it is the record) and to the panel.
     pub fn record(&mut self, kind: EventKind) {
         match self.timeline.append(kind) {
-            Ok(written) => self.state.push_timeline(written),
+            Ok(written) => {
+                if written.kind.summary().is_some() {
+                    self.recorded += 1;
+                }
+                self.state.push_timeline(written);
+            }
             Err(e) => {
                 tracing::error!("timeline write failed: {e}");
                 self.toast(ToastKind::Error, format!("timeline write failed: {e}"));
@@ -248,6 +261,11 @@ impl App {
     }
 
     fn on_tick(&mut self) {
+        let now = self.state.now_ms;
+        if let Some(run) = &mut self.state.scenario {
+            let actions = run.tick(now, &self.state.metrics);
+            self.apply_scenario(actions);
+        }
         self.flush_samples();
         if self
             .state
@@ -382,6 +400,15 @@ impl App {
             (Mode::Normal, a) => self.normal_action(a),
             (Mode::Help, Action::Back) => {}
             (Mode::Confirm(confirm), Action::Confirm) => self.confirmed(confirm.action),
+            (
+                Mode::Confirm(Confirm {
+                    action: PendingAction::ResumeScenario,
+                    ..
+                }),
+                Action::Cancel,
+            ) => {
+                self.abort_scenario("the operator aborted at a prompt");
+            }
             (Mode::Confirm(_), Action::Cancel) => {
                 self.toast(ToastKind::Info, "cancelled: nothing was changed".into())
             }
@@ -455,6 +482,14 @@ impl App {
             Action::Scenario => self.open_scenario_picker(),
             Action::TriggerFault(digit) => self.ask_to_inject(digit),
             Action::RevertAll => {
+                if self
+                    .state
+                    .scenario
+                    .as_ref()
+                    .is_some_and(|r| !r.is_finished())
+                {
+                    self.abort_scenario("the operator pressed X");
+                }
                 if self.state.faults.active.is_empty() {
                     self.toast(ToastKind::Info, "no active faults".into());
                 } else {
@@ -576,9 +611,90 @@ impl App {
                 self.effects.push(Effect::InjectFault {
                     catalog_index,
                     cause: Cause::Key(key),
+                    lease: None,
                 });
             }
-            PendingAction::RunScenario { path } => self.effects.push(Effect::RunScenario(path)),
+            PendingAction::RunScenario { path } => self.start_scenario(&path),
+            PendingAction::ResumeScenario => {
+                let now = self.state.now_ms;
+                if let Some(run) = &mut self.state.scenario {
+                    run.resume(now);
+                }
+            }
+        }
+    }
+
+    /// Loads and starts a scenario. A bad file is an error toast; nothing starts.
+    pub fn start_scenario(&mut self, path: &std::path::Path) {
+        if self
+            .state
+            .scenario
+            .as_ref()
+            .is_some_and(|r| !r.is_finished())
+        {
+            self.toast(
+                ToastKind::Error,
+                "a scenario is already running (X aborts it)".into(),
+            );
+            return;
+        }
+        let scenario = match Scenario::load(path, &self.state.config) {
+            Ok(s) => s,
+            Err(e) => {
+                self.toast(ToastKind::Error, e.to_string());
+                return;
+            }
+        };
+        let (run, actions) = ScenarioRun::start(scenario, self.state.now_ms);
+        self.state.scenario = Some(run);
+        self.apply_scenario(actions);
+    }
+
+    /// Carries out what the scenario asks for.
+    fn apply_scenario(&mut self, actions: Vec<ScenarioAction>) {
+        let title = self
+            .state
+            .scenario
+            .as_ref()
+            .map(|r| r.scenario.title.clone())
+            .unwrap_or_default();
+        for action in actions {
+            match action {
+                ScenarioAction::Record(kind) => self.record(kind),
+                ScenarioAction::Inject {
+                    catalog_index,
+                    lease,
+                } => self.effects.push(Effect::InjectFault {
+                    catalog_index,
+                    cause: Cause::Scenario(title.clone()),
+                    lease: Some(lease),
+                }),
+                ScenarioAction::RevertAll { reason } => self.effects.push(Effect::RevertAll {
+                    cause: Cause::Scenario(reason),
+                }),
+                ScenarioAction::Prompt { text, wait: false } => self.toast(ToastKind::Info, text),
+                ScenarioAction::Prompt { text, wait: true } => {
+                    self.state.ui.mode = Mode::Confirm(Confirm {
+                        title: format!("{title}: continue?"),
+                        lines: vec![text, "y/enter continues the steps; n/esc aborts the scenario (reverts everything).".into()],
+                        action: PendingAction::ResumeScenario,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The scenario's verdict, once it has one.
+    pub fn scenario_verdict(&self) -> Option<(Verdict, String)> {
+        self.state.scenario.as_ref().and_then(|r| r.verdict.clone())
+    }
+
+    /// Ends a running scenario (quit, signal, X): it reverts everything and records the verdict.
+    pub fn abort_scenario(&mut self, reason: &str) {
+        let now = self.state.now_ms;
+        if let Some(run) = &mut self.state.scenario {
+            let actions = run.abort(reason, now);
+            self.apply_scenario(actions);
         }
     }
 
@@ -619,6 +735,7 @@ impl App {
     /// Starts quitting; the console loop sees it, reverts faults and writes the report.
     pub fn request_quit(&mut self, reason: String) {
         if self.quit.is_none() {
+            self.abort_scenario(&format!("interrupted: {reason}"));
             self.quit = Some(QuitReason(reason));
         }
         self.dirty = true;
@@ -638,6 +755,17 @@ impl App {
     /// Recent timeline events (for tests and the report toast).
     pub fn recent(&self) -> impl Iterator<Item = &TimelineEvent> {
         self.state.timeline.iter()
+    }
+
+    /// Timeline events (with a summary) recorded since `seen` of them were taken; returns the
+    /// new count. The headless runner prints them as progress lines.
+    pub fn events_since(&self, seen: u64) -> (Vec<&TimelineEvent>, u64) {
+        let new = (self.recorded.saturating_sub(seen) as usize).min(self.state.timeline.len());
+        let skip = self.state.timeline.len() - new;
+        (
+            self.state.timeline.iter().skip(skip).collect(),
+            self.recorded,
+        )
     }
 }
 

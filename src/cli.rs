@@ -32,6 +32,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Rebuild a saved session's report from its timeline.
     Report(ReportArgs),
+    /// Run a scenario without a terminal (CI): exit 0 pass, 1 fail, 3 aborted, 2 invalid input.
+    Run(crate::run::RunArgs),
     /// Revert faults a killed console left applied (from the fault ledger).
     Recover(ConfigArg),
     /// Bring up the built-in lab (NATS, PostgreSQL, the task tracker, traffic) and open the console on it.
@@ -114,6 +116,7 @@ pub fn main() -> ExitCode {
             crate::snapshot::main(args.config.as_deref(), args.duration, args.json)
         }
         Some(Command::Report(args)) => report_main(args),
+        Some(Command::Run(args)) => crate::run::main(args),
         Some(Command::Recover(args)) => crate::console::recover_main(args.config.as_deref()),
         Some(Command::Demo(args)) => crate::demo::main(args),
         Some(Command::Lab(args)) => crate::lab::main(args),

@@ -259,19 +259,38 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
     })
 }
 
-/// Runs the console until it quits; returns the closing summary lines.
-pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
-    let Prepared {
-        config,
-        session,
-        theme,
-        proxy_outlives,
-    } = prepared;
+/// A started session: the app and everything feeding it.
+pub(crate) struct Running {
+    pub(crate) app: App,
+    pub(crate) config: Arc<Config>,
+    pub(crate) session: Session,
+    pub(crate) proxy: Option<Arc<ProxyClient>>,
+    pub(crate) engine: EngineHandle,
+    pub(crate) source_rx: mpsc::Receiver<SourceEvent>,
+    pub(crate) report_rx: mpsc::Receiver<FaultReport>,
+    pub(crate) source_tasks: tokio::task::JoinSet<()>,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// What a session left behind.
+pub(crate) struct Stopped {
+    pub(crate) app: App,
+    pub(crate) files: Vec<PathBuf>,
+    /// Faults whose revert failed (still in the ledger).
+    pub(crate) unreverted: usize,
+}
+
+/// Attaches the proxy daemon, recovers a killed console's faults, starts the sources and the
+/// fault engine, and creates the app (writing the session's first timeline lines).
+pub(crate) async fn start(
+    config: Arc<Config>,
+    session: Session,
+    theme_name: String,
+) -> Result<Running, String> {
     let artifacts = config.console.artifacts.clone();
     let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
-    let proxy = attach_proxy(&config).await;
     let mut notices = Vec::new();
-    let proxy = match proxy {
+    let proxy = match attach_proxy(&config).await {
         Ok(p) => p,
         Err(e) => {
             notices.push(format!("network and webhook faults unavailable: {e}"));
@@ -301,7 +320,7 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
         config.clone(),
         session.clone(),
         timeline,
-        theme.name.clone(),
+        theme_name,
         themes,
     )
     .map_err(|e| format!("timeline: {e}"))?;
@@ -331,95 +350,139 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
     }
 
     let cancel = CancellationToken::new();
-    let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(sources::CHANNEL_CAPACITY);
+    let (source_tx, source_rx) = mpsc::channel::<SourceEvent>(sources::CHANNEL_CAPACITY);
     let mut source_tasks = sources::spawn_all(&config, source_tx.clone(), cancel.clone());
-    if let Some(client) = &proxy
-        && !config.webhooks.is_empty()
-    {
-        source_tasks.spawn(sources::webhook::run(
-            config.webhooks.clone(),
-            client.clone(),
-            config.sample_interval(),
-            source_tx.clone(),
-            cancel.clone(),
-        ));
-    } else if !config.webhooks.is_empty() {
-        for w in &config.webhooks {
-            let _ = source_tx.try_send(SourceEvent::Status {
-                source: SourceId::webhook(&w.name),
-                status: SourceStatus::down("the proxy daemon is not running"),
-            });
+    match &proxy {
+        Some(client) if !config.webhooks.is_empty() => {
+            source_tasks.spawn(sources::webhook::run(
+                config.webhooks.clone(),
+                client.clone(),
+                config.sample_interval(),
+                source_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        _ => {
+            for w in &config.webhooks {
+                let _ = source_tx.try_send(SourceEvent::Status {
+                    source: SourceId::webhook(&w.name),
+                    status: SourceStatus::down("the proxy daemon is not running"),
+                });
+            }
         }
     }
     drop(source_tx);
-    let (report_tx, mut report_rx) = mpsc::channel::<FaultReport>(256);
-    let engine = engine::spawn(ctx.clone(), ledger, session.name.clone(), report_tx);
+    let (report_tx, report_rx) = mpsc::channel::<FaultReport>(256);
+    let engine = engine::spawn(ctx, ledger, session.name.clone(), report_tx);
+    Ok(Running {
+        app,
+        config,
+        session,
+        proxy,
+        engine,
+        source_rx,
+        report_rx,
+        source_tasks,
+        cancel,
+    })
+}
 
-    let mut themes_cache = ThemeCache {
-        current: theme,
-        dir: config.console.themes.clone(),
-    };
-    let ui = AssertUnwindSafe(event_loop(
-        &mut app,
-        &mut themes_cache,
-        &engine,
-        &mut source_rx,
-        &mut report_rx,
-        &mut source_tasks,
-        &config,
-    ))
-    .catch_unwind()
-    .await;
-    let quit_reason = match ui {
+impl Running {
+    /// The way out: revert every fault (bounded), record the end, write the report.
+    pub(crate) async fn stop(mut self, quit_reason: &str) -> Result<Stopped, String> {
+        if self.app.quit_reason().is_none() {
+            self.app.request_quit(quit_reason.to_string());
+        }
+        let active = self.app.state.faults.active.len();
+        if active > 0 {
+            eprintln!("gameday: reverting {active} active fault(s)…");
+        }
+        let reverted = tokio::time::timeout(
+            QUIT_REVERT_DEADLINE,
+            self.engine.revert_all(Cause::Quit(quit_reason.to_string())),
+        )
+        .await;
+        while let Ok(report) = self.report_rx.try_recv() {
+            self.app.handle(Event::Fault(report));
+        }
+        if reverted.is_err() {
+            self.app.record(EventKind::Info {
+                text: format!("some faults did not revert within {QUIT_REVERT_DEADLINE:?}; they stay in the ledger for `gameday recover`"),
+            });
+        }
+        self.cancel.cancel();
+        self.app.finish();
+        let files = report::write_from_dir(&self.session.dir, &report::Format::ALL)?;
+        let unreverted = self
+            .app
+            .state
+            .faults
+            .active
+            .iter()
+            .filter(|a| a.phase == crate::state::ActivePhase::Failed)
+            .count();
+        Ok(Stopped {
+            app: self.app,
+            files,
+            unreverted,
+        })
+    }
+
+    /// Applies the effects the app queued.
+    pub(crate) fn run_effects(&mut self, export_tx: &mpsc::Sender<Result<Vec<PathBuf>, String>>) {
+        for effect in self.app.take_effects() {
+            run_effect(effect, &self.app, &self.engine, export_tx);
+        }
+    }
+}
+
+pub(crate) fn quit_reason(outcome: std::thread::Result<Result<(), String>>, app: &App) -> String {
+    match outcome {
         Ok(Ok(())) => app
             .quit_reason()
             .map_or("quit".to_string(), |q| q.0.clone()),
         Ok(Err(e)) => format!("error: {e}"),
         Err(_) => "panic".to_string(),
-    };
-    if app.quit_reason().is_none() {
-        app.request_quit(quit_reason.clone());
     }
-    // The terminal is restored (guard dropped or panic hook ran): say what happens now.
-    let active = app.state.faults.active.len();
-    if active > 0 {
-        eprintln!("gameday: reverting {active} active fault(s)…");
-    }
-    let reverted = tokio::time::timeout(
-        QUIT_REVERT_DEADLINE,
-        engine.revert_all(Cause::Quit(quit_reason.clone())),
-    )
-    .await;
-    while let Ok(report) = report_rx.try_recv() {
-        app.handle(Event::Fault(report));
-    }
-    if reverted.is_err() {
-        app.record(EventKind::Info { text: format!("some faults did not revert within {QUIT_REVERT_DEADLINE:?}; they stay in the ledger for `gameday recover`") });
-    }
-    cancel.cancel();
-    app.finish();
-    let files = report::write_from_dir(&session.dir, &report::Format::ALL)?;
-    let mut summary = vec![format!("session {} ended ({quit_reason})", session.name)];
-    let still = app
-        .state
-        .faults
-        .active
+}
+
+pub(crate) fn file_list(files: &[PathBuf]) -> String {
+    files
         .iter()
-        .filter(|a| a.phase == crate::state::ActivePhase::Failed)
-        .count();
-    if still > 0 {
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the console until it quits; returns the closing summary lines.
+pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
+    let Prepared {
+        config,
+        session,
+        theme,
+        proxy_outlives,
+    } = prepared;
+    let mut running = start(config, session, theme.name.clone()).await?;
+    let mut themes_cache = ThemeCache {
+        dir: running.config.console.themes.clone(),
+        current: theme,
+    };
+    let outcome = AssertUnwindSafe(event_loop(&mut running, &mut themes_cache))
+        .catch_unwind()
+        .await;
+    // The terminal is restored here (guard dropped, or the panic hook ran).
+    let reason = quit_reason(outcome, &running.app);
+    let name = running.session.name.clone();
+    let proxy = running.proxy.clone();
+    let stopped = running.stop(&reason).await?;
+    let mut summary = vec![format!("session {name} ended ({reason})")];
+    if stopped.unreverted > 0 {
         summary.push(format!(
-            "⚠ {still} fault(s) could not be reverted: run `gameday recover`"
+            "⚠ {} fault(s) could not be reverted: run `gameday recover`",
+            stopped.unreverted
         ));
     }
-    summary.push(format!(
-        "report: {}",
-        files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    summary.push(format!("report: {}", file_list(&stopped.files)));
     if let Some(client) = proxy.as_ref().filter(|_| proxy_outlives) {
         summary.push(format!(
             "proxy daemon (pid {}) keeps forwarding; stop it with `gameday proxy stop`",
@@ -446,24 +509,14 @@ impl ThemeCache {
     }
 }
 
-async fn event_loop(
-    app: &mut App,
-    themes: &mut ThemeCache,
-    engine: &EngineHandle,
-    source_rx: &mut mpsc::Receiver<SourceEvent>,
-    report_rx: &mut mpsc::Receiver<FaultReport>,
-    source_tasks: &mut tokio::task::JoinSet<()>,
-    config: &Config,
-) -> Result<(), String> {
+async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), String> {
     let mut guard = TerminalGuard::new().map_err(|e| format!("terminal: {e}"))?;
     let mut keys = EventStream::new();
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let tick_every = config.sample_interval().min(Duration::from_secs(1));
+    let mut signals = Signals::new()?;
+    let tick_every = r.config.sample_interval().min(Duration::from_secs(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let frame_every = Duration::from_millis(1000 / u64::from(config.console.max_fps.max(1)));
+    let frame_every = Duration::from_millis(1000 / u64::from(r.config.console.max_fps.max(1)));
     let mut frame = tokio::time::interval(frame_every);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (export_tx, mut export_rx) = mpsc::channel(4);
@@ -471,45 +524,69 @@ async fn event_loop(
     loop {
         tokio::select! {
             key = keys.next() => match key {
-                Some(Ok(TermEvent::Key(k))) => app.handle(Event::Key(k)),
-                Some(Ok(TermEvent::Resize(..))) => app.handle(Event::Resize),
+                Some(Ok(TermEvent::Key(k))) => r.app.handle(Event::Key(k)),
+                Some(Ok(TermEvent::Resize(..))) => r.app.handle(Event::Resize),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(format!("terminal input: {e}")),
                 None => return Err("terminal input closed".into()),
             },
-            Some(ev) = source_rx.recv() => {
-                app.handle(Event::Source(ev));
+            Some(ev) = r.source_rx.recv() => {
+                r.app.handle(Event::Source(ev));
                 // Drain the burst: many samples, one frame.
-                while let Ok(ev) = source_rx.try_recv() {
-                    app.handle(Event::Source(ev));
+                while let Ok(ev) = r.source_rx.try_recv() {
+                    r.app.handle(Event::Source(ev));
                 }
             }
-            Some(report) = report_rx.recv() => app.handle(Event::Fault(report)),
-            Some(result) = export_rx.recv() => app.handle(Event::ReportWritten(result)),
-            Some(done) = source_tasks.join_next(), if !source_tasks.is_empty() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    // A source that panics is a bug: end cleanly rather than show stale data.
-                    app.request_quit("a source task panicked (see console.log)".into());
-                }
-            }
-            _ = term.recv() => app.handle(Event::Signal("SIGTERM")),
-            _ = hup.recv() => app.handle(Event::Signal("SIGHUP")),
-            _ = int.recv() => app.handle(Event::Signal("SIGINT")),
-            _ = tick.tick() => app.handle(Event::Tick),
+            Some(report) = r.report_rx.recv() => r.app.handle(Event::Fault(report)),
+            Some(result) = export_rx.recv() => r.app.handle(Event::ReportWritten(result)),
+            Some(done) = r.source_tasks.join_next(), if !r.source_tasks.is_empty() => watch_source_task(&mut r.app, done),
+            name = signals.next() => r.app.handle(Event::Signal(name)),
+            _ = tick.tick() => r.app.handle(Event::Tick),
             _ = frame.tick() => {
-                if app.take_dirty() {
-                    let theme = themes.get(&app.state.ui.theme.clone()).clone();
-                    guard.terminal.draw(|f| crate::ui::render(f, &app.state, &theme)).map_err(|e| format!("draw: {e}"))?;
+                if r.app.take_dirty() {
+                    let theme = themes.get(&r.app.state.ui.theme.clone()).clone();
+                    guard.terminal.draw(|f| crate::ui::render(f, &r.app.state, &theme)).map_err(|e| format!("draw: {e}"))?;
                 }
             }
         }
-        for effect in app.take_effects() {
-            run_effect(effect, app, engine, &export_tx);
-        }
-        if app.quit_reason().is_some() {
+        r.run_effects(&export_tx);
+        if r.app.quit_reason().is_some() {
             return Ok(());
+        }
+    }
+}
+
+/// A source that panics is a bug: end cleanly rather than show stale data.
+pub(crate) fn watch_source_task(app: &mut App, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        app.request_quit("a source task panicked (see console.log)".into());
+    }
+}
+
+/// SIGTERM, SIGHUP and SIGINT as one stream of names.
+pub(crate) struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Result<Signals, String> {
+        let sig = |kind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+        Ok(Signals {
+            term: sig(SignalKind::terminate())?,
+            hup: sig(SignalKind::hangup())?,
+            int: sig(SignalKind::interrupt())?,
+        })
+    }
+
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }
@@ -531,14 +608,14 @@ fn run_effect(
         Effect::InjectFault {
             catalog_index,
             cause,
+            lease,
         } => {
             if let Some(f) = app.state.config.faults.get(catalog_index) {
-                engine.try_inject(&f.name, f.spec.clone(), f.lease, cause);
+                engine.try_inject(&f.name, f.spec.clone(), lease.unwrap_or(f.lease), cause);
             }
         }
         Effect::RevertFault { id, cause } => engine.try_revert(&id, cause),
         Effect::RevertAll { cause } => engine.try_revert_all(cause),
-        Effect::RunScenario(_path) => {}
     }
 }
 

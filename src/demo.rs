@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// Theme for the console.
     #[arg(long)]
     pub theme: Option<String>,
+    /// Start the lab without graceful degradation (500s when NATS is down, no webhook or pool
+    /// timeouts), to see a scenario catch it.
+    #[arg(long)]
+    pub no_graceful_degradation: bool,
 }
 
 /// The running demo world.
@@ -75,7 +79,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let demo = match Demo::up(&args.dir, args.rate).await {
+        let demo = match Demo::up(&args.dir, args.rate, !args.no_graceful_degradation).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("gameday demo: {e}");
@@ -138,7 +142,7 @@ fn step(what: &str) {
 
 impl Demo {
     /// Brings the whole world up, installing nats-server (and PostgreSQL, as root) if missing.
-    pub async fn up(dir: &Path, rate: f64) -> Result<Demo, String> {
+    pub async fn up(dir: &Path, rate: f64, graceful_degradation: bool) -> Result<Demo, String> {
         let dir = absolute(dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // A previous demo killed hard may have left servers behind.
@@ -162,7 +166,13 @@ impl Demo {
         let _ = postgres.create_role("app", APP_PASSWORD).await;
         let _ = postgres.create_database("tasks", "app").await;
 
-        let ports = Ports {
+        let ports = Layout {
+            dir: dir.clone(),
+            nats_bin: nats_bin.clone(),
+            nats_dir: nats.dir().to_path_buf(),
+            nats_port: nats.port(),
+            nats_monitor: nats.monitor_url(),
+            pg_port: postgres.port(),
             nats_proxy: free_port().map_err(|e| e.to_string())?,
             pg_proxy: free_port().map_err(|e| e.to_string())?,
             webhook: free_port().map_err(|e| e.to_string())?,
@@ -170,8 +180,7 @@ impl Demo {
             api: free_port().map_err(|e| e.to_string())?,
         };
         let config_path = dir.join("gameday.toml");
-        let text = config_text(&dir, &nats, &nats_bin, &postgres, &ports);
-        std::fs::write(&config_path, text)
+        std::fs::write(&config_path, config_text(&ports))
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config = crate::config::Config::load(&config_path).map_err(|e| e.to_string())?;
 
@@ -209,6 +218,7 @@ impl Demo {
             format!("http://127.0.0.1:{}", ports.webhook),
         );
         options.listen = SocketAddr::from(([127, 0, 0, 1], ports.api));
+        options.graceful_degradation = graceful_degradation;
         options.webhook_timeout = WEBHOOK_TIMEOUT
             .parse::<crate::toml_input::Dur>()
             .map(|d| d.get())
@@ -249,7 +259,14 @@ impl Demo {
     }
 }
 
-struct Ports {
+/// Where everything of a demo lives: enough to write its config.
+struct Layout {
+    dir: PathBuf,
+    nats_bin: PathBuf,
+    nats_dir: PathBuf,
+    nats_port: u16,
+    nats_monitor: String,
+    pg_port: u16,
     nats_proxy: u16,
     pg_proxy: u16,
     webhook: u16,
@@ -257,28 +274,42 @@ struct Ports {
     api: u16,
 }
 
+/// The demo's config with placeholder ports, for checking the shipped scenarios against it.
+pub fn sample_config() -> crate::config::Config {
+    let dir = PathBuf::from(".artifacts/demo");
+    let layout = Layout {
+        nats_bin: PathBuf::from("/usr/sbin/nats-server"),
+        nats_dir: dir.join("nats"),
+        nats_port: 4222,
+        nats_monitor: "http://127.0.0.1:8222".into(),
+        pg_port: 5432,
+        nats_proxy: 14222,
+        pg_proxy: 15432,
+        webhook: 18080,
+        sink: 9000,
+        api: 8000,
+        dir,
+    };
+    crate::config::Config::from_text(Path::new("demo/gameday.toml"), &config_text(&layout))
+        .expect("the demo config is valid")
+}
+
 /// The generated config: the lab's targets behind gameday's proxies, and the fault catalog.
-fn config_text(
-    dir: &Path,
-    nats: &NatsServer,
-    nats_bin: &Path,
-    pg: &PgCluster,
-    p: &Ports,
-) -> String {
-    let nats_dir = nats.dir().display();
+fn config_text(l: &Layout) -> String {
+    let nats_dir = l.nats_dir.display();
     let start = [
-        nats_bin.display().to_string(),
+        l.nats_bin.display().to_string(),
         "-a".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        nats.port().to_string(),
+        l.nats_port.to_string(),
         "-m".into(),
         "-1".into(),
         "--ports_file_dir".into(),
-        nats.dir().display().to_string(),
+        l.nats_dir.display().to_string(),
         "-js".into(),
         "-sd".into(),
-        nats.dir().join("store").display().to_string(),
+        l.nats_dir.join("store").display().to_string(),
     ];
     let start = start
         .iter()
@@ -318,6 +349,13 @@ name = "retry_queue"
 sql = "select count(*) from retry_queue"
 warn = 10
 crit = 100
+
+[[postgres.gauge]]
+# Tasks written but whose notification has not gone out (yet): the delivery backlog.
+name = "unnotified"
+sql = "select count(*) from tasks where notified_at is null"
+warn = 20
+crit = 200
 
 [[webhook]]
 name = "telegram"
@@ -396,6 +434,8 @@ key = 5
 kind = "pg_exhaust"
 connections = {exhaust}
 state = "idle_in_transaction"
+# End the lab's sessions too and take their slots: its pool must reconnect into a full server.
+evict = "task-tracker"
 duration = "1m"
 
 [[fault]]
@@ -433,16 +473,16 @@ count = 2000
 rate = 200
 duration = "1m"
 "#,
-        dir = dir.display(),
-        nats_proxy = p.nats_proxy,
-        monitor = nats.monitor_url(),
-        pg_port = pg.port(),
-        webhook = p.webhook,
-        sink = p.sink,
+        dir = l.dir.display(),
+        nats_proxy = l.nats_proxy,
+        monitor = l.nats_monitor,
+        pg_port = l.pg_port,
+        webhook = l.webhook,
+        sink = l.sink,
         webhook_timeout = WEBHOOK_TIMEOUT,
-        api = p.api,
-        nats_port = nats.port(),
-        pg_proxy = p.pg_proxy,
+        api = l.api,
+        nats_port = l.nats_port,
+        pg_proxy = l.pg_proxy,
         exhaust = MAX_CONNECTIONS + 10,
     )
 }

@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod proxy;
 pub mod redact;
 pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod services;
 pub mod session;
 pub mod snapshot;

@@ -29,6 +29,8 @@ pub struct AppState {
     /// Newest last; samples are not kept here.
     pub timeline: VecDeque<TimelineEvent>,
     pub faults: FaultBoard,
+    /// The scenario running (or finished) in this session.
+    pub scenario: Option<crate::scenario::run::ScenarioRun>,
     pub ui: UiState,
 }
 
@@ -166,8 +168,14 @@ pub struct Confirm {
 /// What a confirmed popup does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PendingAction {
-    InjectFault { catalog_index: usize },
-    RunScenario { path: PathBuf },
+    InjectFault {
+        catalog_index: usize,
+    },
+    RunScenario {
+        path: PathBuf,
+    },
+    /// A scenario's waiting prompt: continue its steps.
+    ResumeScenario,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +246,7 @@ impl AppState {
             sources: BTreeMap::new(),
             timeline: VecDeque::new(),
             faults: FaultBoard::default(),
+            scenario: None,
             ui: UiState {
                 focus: Panel::Nats,
                 zoom: false,

@@ -369,7 +369,8 @@ mod whole_app {
             effects,
             vec![Effect::InjectFault {
                 catalog_index: 0,
-                cause: Cause::Key("1".into())
+                cause: Cause::Key("1".into()),
+                lease: None,
             }]
         );
         let report = |phase, detail: &str| FaultReport {

@@ -99,6 +99,7 @@ pub(super) struct RawFault {
     application_name: Option<String>,
     table: Option<String>,
     mode: Option<String>,
+    evict: Option<String>,
     // nats
     subject: Option<String>,
     count: Option<u64>,
@@ -208,7 +209,7 @@ const KINDS: &[(&str, TargetKind, &[&str], &[&str])] = &[
         "pg_exhaust",
         TargetKind::Postgres,
         &["connections"],
-        &["state", "application_name"],
+        &["state", "application_name", "evict"],
     ),
     (
         "pg_lock",
@@ -238,7 +239,7 @@ const KINDS: &[(&str, TargetKind, &[&str], &[&str])] = &[
 
 /// Parameters a fault table may hold besides the common keys, in declaration order.
 fn params_present(f: &RawFault) -> Vec<&'static str> {
-    let flags: [(&'static str, bool); 26] = [
+    let flags: [(&'static str, bool); 27] = [
         ("latency", f.latency.is_some()),
         ("jitter", f.jitter.is_some()),
         ("direction", f.direction.is_some()),
@@ -259,6 +260,7 @@ fn params_present(f: &RawFault) -> Vec<&'static str> {
         ("application_name", f.application_name.is_some()),
         ("table", f.table.is_some()),
         ("mode", f.mode.is_some()),
+        ("evict", f.evict.is_some()),
         ("subject", f.subject.is_some()),
         ("count", f.count.is_some()),
         ("rate", f.rate.is_some()),
@@ -720,6 +722,7 @@ fn build_spec(
                 connections: connections as u32,
                 state,
                 application_name: app_name("gameday-fault"),
+                evict: f.evict.clone(),
             }
         }
         "pg_lock" => {

@@ -375,9 +375,80 @@ impl Config {
         out
     }
 
+    /// Whether `key` is a metric this config's sources produce (DESIGN.md "Metric keys");
+    /// `Err` says what would be valid.
+    pub fn check_metric(&self, key: &str) -> Result<(), String> {
+        let parts: Vec<&str> = key.split('.').collect();
+        let known = match parts.as_slice() {
+            ["host", "cpu" | "mem"] => true,
+            ["nats", rest @ ..] => self.nats.as_ref().is_some_and(|n| known_nats_key(n, rest)),
+            ["pg", rest @ ..] => self
+                .postgres
+                .as_ref()
+                .is_some_and(|pg| known_pg_key(pg, rest)),
+            ["webhook", name, rest @ ..] => {
+                self.webhooks.iter().any(|w| w.name == *name)
+                    && matches!(
+                        rest,
+                        ["latency_ms"]
+                            | ["latency_ms", "p50" | "p95" | "p99"]
+                            | ["requests" | "timeouts" | "errors" | "retries"]
+                            | ["status", _]
+                    )
+            }
+            ["probe", name, rest @ ..] => {
+                self.probes.iter().any(|p| p.name == *name)
+                    && matches!(rest, ["latency_ms" | "ok" | "errors"] | ["status", _])
+            }
+            ["proxy", name, "active" | "accepted" | "connect_errors"] => {
+                self.proxies.iter().any(|p| p.name == *name)
+            }
+            _ => false,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(format!(
+                "unknown metric \"{key}\" for {}: expected a key its sources produce, like nats.<stream>.<consumer>.pending, pg.app.<name>.utilization, pg.gauge.<name>, webhook.<name>.latency_ms.p95, probe.<name>.ok (see README, Metric keys)",
+                self.file.display()
+            ))
+        }
+    }
+
     /// The sampling interval as a Duration.
     pub fn sample_interval(&self) -> Duration {
         self.console.sample_interval.get()
+    }
+}
+
+fn known_nats_key(n: &NatsConfig, rest: &[&str]) -> bool {
+    let watched_stream =
+        |stream: &str| n.watch.is_empty() || n.watch.iter().any(|w| w.stream == stream);
+    let watched_consumer = |stream: &str, consumer: &str| {
+        n.watch.is_empty()
+            || n.watch
+                .iter()
+                .any(|w| w.stream == stream && w.consumer.as_deref().is_none_or(|c| c == consumer))
+    };
+    match rest {
+        ["up" | "rtt_ms"] => true,
+        [stream, "messages"] => watched_stream(stream),
+        [
+            stream,
+            consumer,
+            "pending" | "ack_pending" | "redelivered" | "waiting",
+        ] => watched_consumer(stream, consumer),
+        _ => false,
+    }
+}
+
+fn known_pg_key(pg: &PostgresConfig, rest: &[&str]) -> bool {
+    match rest {
+        ["up" | "waiting" | "probe_ms" | "errors"] => true,
+        ["connections", _] => true,
+        ["app", _, "connections" | "utilization"] => true,
+        ["gauge", name] => pg.gauges.iter().any(|g| g.name == *name),
+        _ => false,
     }
 }
 

@@ -143,6 +143,7 @@ fn the_fault_catalog_resolves_targets_keys_and_leases() {
             connections,
             state,
             application_name,
+            ..
         } => {
             assert_eq!(
                 (*connections, *state, application_name.as_str()),

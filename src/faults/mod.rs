@@ -132,12 +132,11 @@ pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
             connections,
             state,
             application_name,
-        } => Box::new(postgres::PgExhaust::new(
-            id,
-            *connections,
-            *state,
-            application_name,
-        )),
+            evict,
+        } => Box::new(
+            postgres::PgExhaust::new(id, *connections, *state, application_name)
+                .evicting(evict.clone()),
+        ),
         FaultSpec::PgLock {
             table,
             mode,

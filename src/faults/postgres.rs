@@ -35,6 +35,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const PARALLEL_CONNECTS: usize = 8;
 /// How long `pg_lock` waits for a lock another session holds (inside the inject deadline).
 const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long `pg_exhaust` keeps ending the evicted application's sessions.
+const EVICT_WAIT: Duration = Duration::from_secs(5);
+/// How long it tries to take the slots of the sessions it just ended.
+const SLOT_GRAB: Duration = Duration::from_millis(300);
 /// How long a revert waits for terminated sessions to leave `pg_stat_activity`.
 const CLEAR_WAIT: Duration = Duration::from_secs(3);
 /// How long closing one held connection may take before it is simply dropped.
@@ -302,6 +306,10 @@ pub struct PgExhaust {
     connections: u32,
     state: HoldState,
     application_name: String,
+    /// An application whose sessions are ended so their slots can be taken too.
+    evict: Option<String>,
+    /// Sessions of `evict` ended by the inject.
+    evicted: usize,
     held: Vec<Held>,
     /// What the inject achieved, for describe.
     outcome: Option<ExhaustOutcome>,
@@ -320,9 +328,74 @@ impl PgExhaust {
             connections,
             state,
             application_name: application_name.to_string(),
+            evict: None,
+            evicted: 0,
             held: Vec::new(),
             outcome: None,
         }
+    }
+
+    /// Also end every session of `application` and take their slots: its pool must then
+    /// reconnect into a full server, which is how pool timeouts surface under light load.
+    pub fn evicting(mut self, application: Option<String>) -> Self {
+        self.evict = application.filter(|a| !a.is_empty());
+        self
+    }
+
+    /// Ends the evicted application's sessions and takes each freed slot before its pool can:
+    /// terminate, then retry connecting in a tight loop (the pool backs off, we do not).
+    async fn evict_and_take(
+        &mut self,
+        config: &Config,
+        target: &Target,
+        admin: &mut PgConnection,
+    ) -> Result<(), FaultError> {
+        let Some(app) = self.evict.clone() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + EVICT_WAIT;
+        let mut ended = BTreeSet::new();
+        loop {
+            let ours = held_by_faults(&target.server);
+            let left = sessions_of(admin, &app, &ours)
+                .await
+                .map_err(|e| failed(config, "cannot read pg_stat_activity", &e))?;
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for &pid in &left {
+                if terminate(admin, pid)
+                    .await
+                    .map_err(|e| failed(config, &format!("cannot end {app} session {pid}"), &e))?
+                {
+                    ended.insert(pid);
+                }
+            }
+            let spin_until = Instant::now() + SLOT_GRAB;
+            while (self.held.len() as u32) < self.connections && Instant::now() < spin_until {
+                match open_held(config, target, &self.application_name, self.state).await {
+                    Ok(held) => {
+                        register(&target.server, held.pid, &self.id);
+                        self.held.push(held);
+                    }
+                    Err(e) if sqlstate(&e).as_deref() == Some(TOO_MANY_CONNECTIONS) => {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(e) => {
+                        return Err(failed(
+                            config,
+                            &format!("cannot connect to {}", target.server),
+                            &e,
+                        ));
+                    }
+                }
+            }
+        }
+        self.evicted = ended.len();
+        if let Some(outcome) = &mut self.outcome {
+            outcome.held = self.held.len();
+        }
+        Ok(())
     }
 
     /// How many connections this instance holds right now.
@@ -388,7 +461,13 @@ impl PgExhaust {
 
 impl Fault for PgExhaust {
     fn describe(&self, config: &Config) -> Description {
-        let how = format!("{} as {}", state_label(self.state), self.application_name);
+        let mut how = format!("{} as {}", state_label(self.state), self.application_name);
+        if let Some(app) = &self.evict {
+            how.push_str(&match self.outcome {
+                Some(_) => format!(", {} sessions of {app} evicted", self.evicted),
+                None => format!(", evicting {app}"),
+            });
+        }
         let params = match &self.outcome {
             Some(ExhaustOutcome {
                 held,
@@ -421,7 +500,19 @@ impl Fault for PgExhaust {
                 return Ok(());
             }
             let target = Target::from_config(&ctx.config)?;
-            self.open_all(&ctx.config, &target).await
+            // The admin session must exist before the server is full.
+            let mut admin = match &self.evict {
+                Some(_) => Some(target.admin(&ctx.config).await?),
+                None => None,
+            };
+            self.open_all(&ctx.config, &target).await?;
+            if let Some(admin) = &mut admin {
+                self.evict_and_take(&ctx.config, &target, admin).await?;
+            }
+            if let Some(admin) = admin {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+            }
+            Ok(())
         })
     }
 

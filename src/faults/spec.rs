@@ -23,6 +23,9 @@ pub enum FaultSpec {
         connections: u32,
         state: HoldState,
         application_name: String,
+        /// End this application's sessions and take their slots too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evict: Option<String>,
     },
     /// Hold a table lock until reverted.
     PgLock {

@@ -151,10 +151,14 @@ async fn submit(state: &ApiState, task: &TaskMessage) -> Response {
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let nats_up = state.broker.is_connected();
     let started = Instant::now();
+    // Without graceful degradation the check waits for the database as long as the pool does.
+    let bound = if state.graceful_degradation {
+        PROBE_TIMEOUT
+    } else {
+        super::UNBOUNDED_WAIT
+    };
     let postgres =
-        match tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))
-            .await
-        {
+        match tokio::time::timeout(bound, sqlx::query("SELECT 1").execute(&state.pool)).await {
             Ok(Ok(_)) => json!({ "status": "up", "latency_ms": started.elapsed().as_millis() }),
             Ok(Err(db_error)) => json!({ "status": "down", "error": db_error.to_string() }),
             Err(_) => {

@@ -74,8 +74,9 @@ pub struct LabArgs {
     /// `chat_id` sent with every notification.
     #[arg(long, default_value = "1000")]
     pub chat_id: String,
-    /// Answer 500 instead of queueing when NATS is down, and wait for the webhook without a
-    /// timeout: the behaviour of a service built without graceful degradation.
+    /// Answer 500 instead of queueing when NATS is down, and wait for the webhook and for database
+    /// connections without a timeout: the behaviour of a service built without graceful
+    /// degradation (scenarios must be able to tell the difference).
     #[arg(long)]
     pub no_graceful_degradation: bool,
     /// Log file (logs never go to the terminal).
@@ -487,6 +488,9 @@ impl LabHandle {
 /// Starts the lab: connects to PostgreSQL (required: the schema is applied now) and NATS (may
 /// be down: the lab starts degraded and the client keeps reconnecting), then serves the API on
 /// `options.listen` until `shutdown` is cancelled or the handle stops.
+/// How long "no timeout" waits: longer than any drill, short enough to end one day.
+pub(crate) const UNBOUNDED_WAIT: Duration = Duration::from_secs(600);
+
 pub async fn run_lab(
     options: LabOptions,
     shutdown: CancellationToken,
@@ -496,7 +500,12 @@ pub async fn run_lab(
     let pool_settings = PoolSettings {
         size: options.pool_size,
         max_overflow: options.max_overflow,
-        acquire_timeout: options.pool_timeout,
+        // A service built without graceful degradation waits for a connection as long as it takes.
+        acquire_timeout: if options.graceful_degradation {
+            options.pool_timeout
+        } else {
+            UNBOUNDED_WAIT
+        },
         idle_timeout: options.pool_idle_timeout,
     };
     let database_error = |message: String| LabError::Database {

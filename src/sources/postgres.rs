@@ -6,7 +6,7 @@
 //! `postgres.timeout`, on the server (`statement_timeout`) and on the client (a frozen server
 //! never answers, so only a client-side deadline notices it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,9 +98,12 @@ pub fn key_segment(name: &str) -> String {
 }
 
 /// Turns the sample rows into metric values.
+/// `seen_apps` remembers every application seen so far: one that left reads 0, not its last count
+/// (a check such as "no fault connection left behind" must see the zero).
 pub(crate) fn values_from_rows(
     rows: &[(String, String, f64)],
     pools: &[PoolConfig],
+    seen_apps: &mut BTreeSet<String>,
 ) -> Vec<(String, f64)> {
     let mut used = 0.0;
     let mut max = 0.0;
@@ -121,6 +124,10 @@ pub(crate) fn values_from_rows(
             _ => {}
         }
     }
+    for gone in seen_apps.iter() {
+        apps.entry(gone.clone()).or_default();
+    }
+    seen_apps.extend(apps.keys().cloned());
     let mut out = vec![
         ("pg.up".to_string(), 1.0),
         ("pg.connections.used".to_string(), used),
@@ -184,6 +191,8 @@ struct PgSampler {
     /// Failed connects (including "too many clients", 53300), failed samples, and timeouts
     /// (gauges cancelled by `statement_timeout` included).
     errors: u64,
+    /// Every application name seen so far.
+    seen_apps: BTreeSet<String>,
 }
 
 impl PgSampler {
@@ -198,6 +207,7 @@ impl PgSampler {
             config,
             redactor,
             connection: None,
+            seen_apps: BTreeSet::new(),
             errors: 0,
         }
     }
@@ -263,7 +273,7 @@ impl PgSampler {
             Ok(rows) => rows,
             Err(e) => return self.lose_connection(format!("sample query: {}", describe(&e))),
         };
-        let mut values = values_from_rows(&rows, &self.config.pools);
+        let mut values = values_from_rows(&rows, &self.config.pools, &mut self.seen_apps);
         values.push(("pg.probe_ms".into(), probe_ms));
         let mut notes = Vec::new();
         if rows
@@ -770,7 +780,15 @@ mod tests {
             row("waiting", "", 3.0),
         ];
         let pools = [pool("drill", 10, 10), pool("task-tracker", 10, 20)];
-        let values: BTreeMap<String, f64> = values_from_rows(&rows, &pools).into_iter().collect();
+        let mut seen = BTreeSet::from(["left-earlier".to_string()]);
+        let values: BTreeMap<String, f64> = values_from_rows(&rows, &pools, &mut seen)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            values["pg.app.left-earlier.connections"], 0.0,
+            "an application that left reads 0"
+        );
+        assert!(seen.contains("drill"));
         assert_eq!(values["pg.up"], 1.0);
         assert_eq!(values["pg.connections.used"], 21.0);
         assert_eq!(values["pg.connections.max"], 37.0);
