@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerStateStatusEnum as Status;
 use gameday::lab::{
-    DatabaseUrl, LabHandle, LabOptions, Received, SinkHandle, SinkOptions, StatsSnapshot, run_lab,
-    run_sink,
+    APPLICATION_NAME, DatabaseUrl, LabHandle, LabOptions, Received, SinkHandle, SinkOptions,
+    StatsSnapshot, run_lab, run_sink,
 };
 use gameday::ledger::{Ledger, LedgerEntry};
 use gameday::services::{NatsOptions, NatsServer, PgCluster, PgOptions};
@@ -415,9 +415,8 @@ target = "bystander"
         runtime.block_on(docker.status(&broker.name)),
         Status::RUNNING
     );
-    let recovery = Instant::now();
     runtime.block_on(tracker.all_processed_once(&ids, Duration::from_secs(60)));
-    let backlog = recovery.elapsed();
+    let revert_to_drained = revert.elapsed();
 
     // Pause freezes the container: no answer, so down; unpause thaws it.
     inject(&mut console, "2", "broker-pause");
@@ -442,7 +441,10 @@ target = "bystander"
 
     // A container the allowlist does not name exactly is refused and left running.
     inject(&mut console, "3", "bystander-stop");
-    console.wait_for("fault bystander-stop: refused", Duration::from_secs(10));
+    console.wait_for(
+        "fault bystander-stop: inject failed: refused:",
+        Duration::from_secs(10),
+    );
     let failed = fault_events(&artifacts, "broker-failure", FaultPhase::Failed);
     assert!(
         failed
@@ -462,8 +464,8 @@ target = "bystander"
     assert!(console.wait_exit(Duration::from_secs(20)).success());
     assert!(ledger(&artifacts).is_empty());
     eprintln!(
-        "container: stop→down {stop_to_down:?}, revert→up {revert_to_up:?}, backlog of 20 \
-         drained {backlog:?}; pause→down {pause_to_down:?}, unpause→up {unpause_to_up:?}"
+        "container: stop→down {stop_to_down:?}, revert→up {revert_to_up:?}, revert→20 queued \
+         tasks processed {revert_to_drained:?}; pause→down {pause_to_down:?}, unpause→up {unpause_to_up:?}"
     );
     drop(console);
     runtime.block_on(tracker.stop());
@@ -492,6 +494,22 @@ fn other_app(screen: &str, app: &str) -> Option<u32> {
     let row = screen.lines().find(|line| line.contains("other apps:"))?;
     let after = row.split(&format!("{app} ")).nth(1)?;
     after.split_whitespace().next()?.parse().ok()
+}
+
+/// Sessions of `application_name` in `pg_stat_activity`, seen by a superuser.
+async fn sessions(postgres: &PgCluster, application_name: &str) -> i64 {
+    let mut admin = postgres
+        .superuser_options("postgres")
+        .connect()
+        .await
+        .expect("superuser connection");
+    let n = sqlx::query_scalar("select count(*) from pg_stat_activity where application_name = $1")
+        .bind(application_name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("read pg_stat_activity");
+    admin.close().await.expect("close");
+    n
 }
 
 async fn count(connection: &mut PgConnection, sql: &'static str) -> i64 {
@@ -574,7 +592,12 @@ duration = "2m"
 
     let mut ids = runtime.block_on(tracker.submit_burst(5, "before", Duration::from_secs(3)));
     runtime.block_on(tracker.all_processed_once(&ids, Duration::from_secs(20)));
-    // Once idle, the lab's pool is back to its one kept connection.
+    // Once idle, the lab's pool is back to its one kept connection, and the panel says so.
+    wait_until(
+        "the lab's pool is back to one connection",
+        Duration::from_secs(20),
+        || runtime.block_on(sessions(&tracker.postgres, APPLICATION_NAME)) == 1,
+    );
     wait_screen(
         &console,
         "the lab's pool is back to one connection",
@@ -601,25 +624,14 @@ duration = "2m"
             shown.is_some()
         },
     );
-    let held = runtime.block_on(async {
-        let mut admin = tracker
-            .postgres
-            .superuser_options(TASKS_DB)
-            .connect()
-            .await
-            .unwrap();
-        let held = count(
-            &mut admin,
-            "select count(*) from pg_stat_activity where application_name = 'gameday-fault'",
-        )
-        .await;
-        admin.close().await.unwrap();
-        held
-    });
+    let held = runtime.block_on(sessions(&tracker.postgres, "gameday-fault"));
     assert_eq!(shown, Some(held as u32), "panel and pg_stat_activity agree");
+    let applied = fault_events(&artifacts, "pool-exhaustion", FaultPhase::Applied);
     assert!(
-        held >= i64::from(USABLE) - 4,
-        "the fault holds the rest: {held}"
+        applied[0].2.starts_with(&format!(
+            "holding {held} of 50 connections idle in transaction"
+        )) && applied[0].2.contains("the server refused the rest"),
+        "{applied:?}"
     );
 
     // A burst needs more than the one kept connection: the pool times out, nobody hangs.
@@ -653,21 +665,7 @@ duration = "2m"
         || !fault_events(&artifacts, "pool-exhaustion", FaultPhase::Reverted).is_empty(),
     );
     let reverted_after = revert.elapsed();
-    let left = runtime.block_on(async {
-        let mut admin = tracker
-            .postgres
-            .superuser_options(TASKS_DB)
-            .connect()
-            .await
-            .unwrap();
-        let left = count(
-            &mut admin,
-            "select count(*) from pg_stat_activity where application_name = 'gameday-fault'",
-        )
-        .await;
-        admin.close().await.unwrap();
-        left
-    });
+    let left = runtime.block_on(sessions(&tracker.postgres, "gameday-fault"));
     assert_eq!(left, 0, "no fault connection left in pg_stat_activity");
     wait_screen(
         &console,

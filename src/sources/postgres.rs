@@ -6,7 +6,7 @@
 //! `postgres.timeout`, on the server (`statement_timeout`) and on the client (a frozen server
 //! never answers, so only a client-side deadline notices it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +148,15 @@ pub(crate) fn values_from_rows(
     out
 }
 
+/// An application (or state) whose last session ended has no row any more: report it as 0 once,
+/// or the panel would keep showing its last count (a reverted fault's held connections).
+/// Returns the keys reported now.
+fn zero_vanished(previous: &BTreeSet<String>, values: &mut Vec<(String, f64)>) -> BTreeSet<String> {
+    let present: BTreeSet<String> = values.iter().map(|(key, _)| key.clone()).collect();
+    values.extend(previous.difference(&present).map(|key| (key.clone(), 0.0)));
+    present
+}
+
 /// The query that reads one gauge: the operator's SQL as a scalar subquery cast to a number, so
 /// `count(*)`, numerics and integers all arrive as float8, and a query returning several
 /// columns fails with PostgreSQL's own clear message.
@@ -184,6 +193,8 @@ struct PgSampler {
     /// Failed connects (including "too many clients", 53300), failed samples, and timeouts
     /// (gauges cancelled by `statement_timeout` included).
     errors: u64,
+    /// The keys the last sample query reported, to zero the ones that vanish.
+    reported: BTreeSet<String>,
 }
 
 impl PgSampler {
@@ -199,6 +210,7 @@ impl PgSampler {
             redactor,
             connection: None,
             errors: 0,
+            reported: BTreeSet::new(),
         }
     }
 
@@ -264,6 +276,7 @@ impl PgSampler {
             Err(e) => return self.lose_connection(format!("sample query: {}", describe(&e))),
         };
         let mut values = values_from_rows(&rows, &self.config.pools);
+        self.reported = zero_vanished(&self.reported, &mut values);
         values.push(("pg.probe_ms".into(), probe_ms));
         let mut notes = Vec::new();
         if rows
@@ -790,6 +803,29 @@ mod tests {
         );
         assert_eq!(values["pg.app.task-tracker.utilization"], 0.0);
         assert_eq!(values["pg.waiting"], 3.0);
+    }
+
+    #[test]
+    fn an_application_whose_sessions_ended_reads_zero_once() {
+        let pools = [pool("task-tracker", 10, 20)];
+        let rows = [
+            row("app", "gameday-fault", 11.0),
+            row("app", "task-tracker", 1.0),
+        ];
+        let mut first = values_from_rows(&rows, &pools);
+        let reported = zero_vanished(&BTreeSet::new(), &mut first);
+        let rows = [row("app", "task-tracker", 1.0)];
+        let mut second = values_from_rows(&rows, &pools);
+        let reported = zero_vanished(&reported, &mut second);
+        let second: BTreeMap<String, f64> = second.into_iter().collect();
+        assert_eq!(second["pg.app.gameday-fault.connections"], 0.0);
+        assert_eq!(second["pg.app.task-tracker.connections"], 1.0);
+        let mut third = values_from_rows(&rows, &pools);
+        zero_vanished(&reported, &mut third);
+        assert!(
+            !third.iter().any(|(k, _)| k.contains("gameday-fault")),
+            "reported once"
+        );
     }
 
     #[test]
