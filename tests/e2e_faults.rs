@@ -1101,7 +1101,8 @@ fn assert_reverted_by_quit(world: &World, session: &str, how: &str) {
 #[test]
 fn q_ctrl_c_sigterm_and_sighup_each_revert_every_container_process_postgres_and_nats_fault() {
     let world = World::new("e2e-quit");
-    let ways: [(&str, &str, fn(&mut Console)); 4] = [
+    type Quit = fn(&mut Console);
+    let ways: [(&str, &str, Quit); 4] = [
         ("quit-q", "q", |c| c.keys("q")),
         ("quit-ctrl-c", "Ctrl-C", |c| c.ctrl_c()),
         ("quit-sigterm", "SIGTERM", |c| c.signal(Signal::SIGTERM)),
