@@ -286,8 +286,8 @@ impl TaskTracker {
             .expect("received JSON")
     }
 
-    /// Waits until every task in `ids` is stored and its notification has reached the sink,
-    /// with nothing left queued; what the lab and the sink say then.
+    /// Waits until every task in `ids` is stored, notified and its notification has reached the
+    /// sink, with nothing left queued; what the lab and the sink say then.
     async fn all_done(
         &self,
         ids: &HashSet<String>,
@@ -297,7 +297,9 @@ impl TaskTracker {
         loop {
             let stats = self.stats().await;
             let received = self.received().await;
+            // The worker counts a notification once it is marked, after the sink got it.
             if stats.processed == ids.len() as u64
+                && stats.notified >= ids.len() as u64
                 && stats.retry_queue_depth == Some(0)
                 && received.unique == ids.len()
             {
