@@ -33,7 +33,8 @@ use crate::timeline::{Cause, EventKind, FaultPhase, Timeline};
 /// A console that stops heartbeating loses its proxy faults this long after.
 pub const PROXY_LEASE: Duration = Duration::from_secs(3);
 /// Longest the way out may spend reverting faults.
-const QUIT_REVERT_DEADLINE: Duration = Duration::from_secs(20);
+/// (Restarting a terminated process may take up to 30 s plus the escalation.)
+const QUIT_REVERT_DEADLINE: Duration = Duration::from_secs(40);
 
 /// Exit codes shared by the commands.
 pub const EXIT_INVALID_INPUT: u8 = 2;
@@ -183,7 +184,7 @@ pub async fn recover(
     let mut out = Vec::new();
     for entry in orphans {
         let mut fault = faults::build(&entry.id, &entry.spec);
-        let deadline = engine::REVERT_DEADLINE + engine::ESCALATE_DEADLINE;
+        let deadline = fault.revert_deadline() + engine::ESCALATE_DEADLINE;
         let result = match tokio::time::timeout(deadline, fault.revert(ctx)).await {
             Ok(Ok(())) => ledger
                 .remove(&entry.id)

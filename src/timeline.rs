@@ -109,10 +109,109 @@ pub enum EventKind {
     ReportWritten {
         files: Vec<String>,
     },
-    /// Anything else worth keeping (scenario phases, recovered ledger entries…).
+    /// A scenario began: what it claims and where it came from.
+    ScenarioStart {
+        title: String,
+        file: String,
+        hypothesis: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        description: String,
+    },
+    /// The scenario moved to another phase.
+    ScenarioPhase {
+        phase: Phase,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
+    /// A check's outcome (baseline, during, recovery) or an abort condition that tripped.
+    Check {
+        group: CheckGroup,
+        name: String,
+        /// What was expected, e.g. "p95 of probe.api.latency_ms < 500".
+        expected: String,
+        /// The metric key the check reads, so a report can chart it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
+        passed: bool,
+        /// The measured value, when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        /// Recovery checks: how long after the last revert it held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered_after_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
+    /// The scenario's outcome.
+    Verdict {
+        verdict: Verdict,
+        reason: String,
+    },
+    /// Anything else worth keeping (recovered ledger entries, operator prompts…).
     Info {
         text: String,
     },
+}
+
+/// Where a scenario is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Baseline,
+    Injecting,
+    Observing,
+    Recovering,
+    Verdict,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Baseline => "baseline",
+            Phase::Injecting => "injecting",
+            Phase::Observing => "observing",
+            Phase::Recovering => "recovering",
+            Phase::Verdict => "verdict",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckGroup {
+    Baseline,
+    During,
+    Recovery,
+    Abort,
+}
+
+impl CheckGroup {
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckGroup::Baseline => "baseline",
+            CheckGroup::During => "during",
+            CheckGroup::Recovery => "recovery",
+            CheckGroup::Abort => "abort",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Aborted,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "Pass",
+            Verdict::Fail => "Fail",
+            Verdict::Aborted => "Aborted",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +265,43 @@ impl EventKind {
                 s
             }
             EventKind::ReportWritten { files } => format!("report written: {}", files.join(", ")),
+            EventKind::ScenarioStart { title, .. } => format!("scenario \"{title}\" started"),
+            EventKind::ScenarioPhase { phase, detail } => {
+                if detail.is_empty() {
+                    format!("scenario phase: {}", phase.label())
+                } else {
+                    format!("scenario phase: {} ({detail})", phase.label())
+                }
+            }
+            EventKind::Check {
+                group,
+                name,
+                expected,
+                passed,
+                value,
+                recovered_after_ms,
+                ..
+            } => {
+                let mark = if *passed { "PASS" } else { "FAIL" };
+                let measured = value
+                    .map(|v| format!(", measured {}", fmt_value(v)))
+                    .unwrap_or_default();
+                let recovered = recovered_after_ms
+                    .map(|ms| format!(", recovered after {:.1}s", ms as f64 / 1000.0))
+                    .unwrap_or_default();
+                let what = if *group == CheckGroup::Abort {
+                    "ABORT"
+                } else {
+                    mark
+                };
+                format!(
+                    "{} check {what}: {name} ({expected}{measured}{recovered})",
+                    group.label()
+                )
+            }
+            EventKind::Verdict { verdict, reason } => {
+                format!("verdict: {} ({reason})", verdict.label())
+            }
             EventKind::Info { text } => text.clone(),
         })
     }

@@ -456,15 +456,10 @@ impl Engine {
                             tracing::error!("cannot remove {id} from the ledger: {e}");
                         }
                         let a = self.active.remove(&id).expect("present");
-                        self.report(
-                            &id,
-                            &a,
-                            FaultPhase::Reverted,
-                            String::new(),
-                            Some(cause),
-                            None,
-                        )
-                        .await;
+                        // What it did, as of now (a flood says how many it sent).
+                        let detail = a.fault.lock().await.describe(&self.ctx.config).params;
+                        self.report(&id, &a, FaultPhase::Reverted, detail, Some(cause), None)
+                            .await;
                         self.hand_over_waiters(a.waiters);
                     }
                     Err(e) => {

@@ -470,7 +470,9 @@ async fn handle(
 
 fn copy_end_to_end_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
-        if !HOP_BY_HOP.contains(name) && name != header::HOST && name != header::CONTENT_LENGTH {
+        // Host and length are set for the upstream hop; `Expect` was answered here already.
+        let recomputed = [header::HOST, header::CONTENT_LENGTH, header::EXPECT];
+        if !HOP_BY_HOP.contains(name) && !recomputed.contains(name) {
             to.append(name.clone(), value.clone());
         }
     }

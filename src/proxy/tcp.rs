@@ -28,7 +28,7 @@ use super::spec::TcpListenerSpec;
 /// listener and closes its connections.
 pub(crate) type TcpFaults = Arc<Vec<ActiveFault<TcpFault>>>;
 
-/// Read size per direction. 64 KiB keeps bulk transfers near loopback speed.
+/// Read size per direction: big enough that bulk transfers cost few syscalls per megabyte.
 const CHUNK: usize = 64 * 1024;
 /// Most data held back per direction while a latency fault delays it.
 const MAX_QUEUED: usize = 4 * 1024 * 1024;

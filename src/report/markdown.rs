@@ -2,7 +2,12 @@
 
 use std::fmt::Write;
 
-use super::{Report, fmt_ms};
+use super::{CheckOutcome, Report, fmt_ms};
+use crate::timeline::{CheckGroup, Verdict};
+
+fn mark(passed: bool) -> &'static str {
+    if passed { "✅" } else { "❌" }
+}
 use crate::timeline::fmt_value;
 
 const NOT_RUN: &str = "Not run: free-play session (no scenario).";
@@ -32,11 +37,60 @@ pub fn to_markdown(r: &Report) -> String {
             .unwrap_or("the console was killed (no end recorded)")
     );
     let _ = writeln!(md, "| Config | `{}` |", s.config);
+    if let Some(x) = &r.experiment {
+        let verdict = match x.verdict {
+            Some(Verdict::Pass) => "✅ Pass".to_string(),
+            Some(Verdict::Fail) => "❌ Fail".to_string(),
+            Some(Verdict::Aborted) => "⚠️ Aborted".to_string(),
+            None => "no verdict (the run was cut short)".to_string(),
+        };
+        let _ = writeln!(md, "| Scenario | `{}` |", x.file);
+        let _ = writeln!(
+            md,
+            "| Verdict | {verdict}{} |",
+            if x.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", x.reason)
+            }
+        );
+    }
     let _ = writeln!(md, "| gameday | {} |\n", s.version);
 
-    let _ = writeln!(md, "## Chaos Experiment: free-play session {}\n", s.name);
-    let _ = writeln!(md, "### Hypothesis\n\n{NOT_RUN}\n");
-    let _ = writeln!(md, "### Baseline\n\n{NOT_RUN}\n");
+    match &r.experiment {
+        Some(x) => {
+            let _ = writeln!(md, "## Chaos Experiment: {}\n", x.title);
+            let _ = writeln!(md, "### Hypothesis\n\n{}\n", x.hypothesis);
+            if !x.description.is_empty() {
+                let _ = writeln!(md, "{}\n", x.description);
+            }
+            let _ = writeln!(md, "### Baseline\n");
+            let baseline: Vec<&CheckOutcome> = x
+                .checks
+                .iter()
+                .filter(|c| c.group == CheckGroup::Baseline)
+                .collect();
+            if baseline.is_empty() {
+                let _ = writeln!(md, "No steady-state checks were declared.\n");
+            }
+            for c in baseline {
+                let _ = writeln!(
+                    md,
+                    "{} {} ({}, {})  ",
+                    mark(c.passed),
+                    c.name,
+                    c.expected,
+                    c.measured()
+                );
+            }
+            let _ = writeln!(md);
+        }
+        None => {
+            let _ = writeln!(md, "## Chaos Experiment: free-play session {}\n", s.name);
+            let _ = writeln!(md, "### Hypothesis\n\n{NOT_RUN}\n");
+            let _ = writeln!(md, "### Baseline\n\n{NOT_RUN}\n");
+        }
+    }
 
     let _ = writeln!(md, "### Injection\n");
     if r.faults.is_empty() {
@@ -73,7 +127,43 @@ pub fn to_markdown(r: &Report) -> String {
     let _ = writeln!(md);
 
     let _ = writeln!(md, "### Recovery\n");
-    if r.outages.is_empty() && r.faults.is_empty() {
+    let recovery: Vec<&CheckOutcome> = r
+        .experiment
+        .iter()
+        .flat_map(|x| x.checks.iter())
+        .filter(|c| c.group == CheckGroup::Recovery)
+        .collect();
+    for c in &recovery {
+        match (c.passed, c.recovered_after_ms) {
+            (true, Some(ms)) => {
+                let _ = writeln!(
+                    md,
+                    "✅ {} ({}): recovered {} after the last revert  ",
+                    c.name,
+                    c.expected,
+                    fmt_ms(ms)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "❌ {} ({}): did not recover{} ({})  ",
+                    c.name,
+                    c.expected,
+                    if c.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", c.detail)
+                    },
+                    c.measured()
+                );
+            }
+        }
+    }
+    if !recovery.is_empty() {
+        let _ = writeln!(md);
+    }
+    if r.outages.is_empty() && r.faults.is_empty() && recovery.is_empty() {
         let _ = writeln!(md, "Nothing to recover from: no outages and no faults.\n");
     } else {
         for o in &r.outages {

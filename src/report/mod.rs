@@ -2,7 +2,9 @@
 //! the shape of a chaos-experiment write-up — hypothesis, baseline, injection, results, recovery,
 //! improvements — followed by metric summaries, outages, marks and notes and the full timeline.
 
+mod html;
 mod json;
+mod junit;
 mod markdown;
 
 use std::collections::BTreeMap;
@@ -12,9 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::metrics::{Level, MetricStore, Stats, Threshold};
-use crate::timeline::{self, Cause, EventKind, FaultPhase, TimelineEvent};
+use crate::timeline::{
+    self, Cause, CheckGroup, EventKind, FaultPhase, Phase, TimelineEvent, Verdict,
+};
 
+pub use html::to_html;
 pub use json::to_json;
+pub use junit::to_junit;
 pub use markdown::to_markdown;
 
 /// Series capacity while rebuilding: a report keeps everything the timeline holds.
@@ -23,6 +29,8 @@ const REPLAY_CAPACITY: usize = 10_000_000;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub session: SessionSummary,
+    /// The scenario this session ran, if any; `None` for free play.
+    pub experiment: Option<Experiment>,
     /// Checks, faults and outages boiled down to ✅ / ❌ / ⚠️ lines.
     pub results: Vec<ResultLine>,
     pub faults: Vec<FaultSummary>,
@@ -32,6 +40,49 @@ pub struct Report {
     pub annotations: Vec<Annotation>,
     pub improvements: Vec<String>,
     pub timeline: Vec<TimelineRow>,
+}
+
+/// A scenario run: its claim, its checks and its verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub title: String,
+    pub file: String,
+    pub hypothesis: String,
+    pub description: String,
+    /// `None` when the session ended before a verdict (the console was killed).
+    pub verdict: Option<Verdict>,
+    pub reason: String,
+    pub phases: Vec<PhaseMark>,
+    pub checks: Vec<CheckOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseMark {
+    pub phase: Phase,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub group: CheckGroup,
+    pub name: String,
+    pub expected: String,
+    /// The metric key the check reads, when the scenario named one.
+    pub metric: Option<String>,
+    pub passed: bool,
+    pub value: Option<f64>,
+    pub recovered_after_ms: Option<u64>,
+    pub detail: String,
+}
+
+impl CheckOutcome {
+    /// "measured 12" / "no data".
+    pub fn measured(&self) -> String {
+        self.value.map_or_else(
+            || "no data".to_string(),
+            |v| format!("measured {}", timeline::fmt_value(v)),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,12 +237,49 @@ impl Builder {
                 })
             })
             .collect();
-        let results = results(&outages, &crossings, &faults);
+        let experiment = experiment(events);
+        let mut results = Vec::new();
+        if let Some(x) = &experiment {
+            results.extend(
+                x.checks
+                    .iter()
+                    .filter(|c| c.group != CheckGroup::Recovery)
+                    .map(|c| ResultLine {
+                        outcome: if c.passed {
+                            Outcome::Pass
+                        } else {
+                            Outcome::Fail
+                        },
+                        text: format!("{} ({}, {})", c.name, c.expected, c.measured()),
+                    }),
+            );
+        }
+        let others = results_of(&outages, &crossings, &faults);
+        match &experiment {
+            None => results.extend(others),
+            // A scenario's checks are its results; add only what else went wrong.
+            Some(_) => results.extend(others.into_iter().filter(|r| r.outcome != Outcome::Pass)),
+        }
         let mut improvements: Vec<String> = results
             .iter()
             .filter(|r| r.outcome == Outcome::Fail)
             .map(|r| format!("Investigate: {}", r.text))
             .collect();
+        if let Some(x) = &experiment {
+            improvements.extend(
+                x.checks
+                    .iter()
+                    .filter(|c| c.group == CheckGroup::Recovery && !c.passed)
+                    .map(|c| {
+                        format!(
+                            "Speed up recovery: {} ({}, {})",
+                            c.name,
+                            c.expected,
+                            c.measured()
+                        )
+                    }),
+            );
+        }
         improvements.extend(
             annotations
                 .iter()
@@ -216,6 +304,7 @@ impl Builder {
             .collect();
         Report {
             session,
+            experiment,
             results,
             faults,
             outages,
@@ -463,7 +552,84 @@ fn crossings(events: &[TimelineEvent], _end_ms: u64) -> Vec<Crossing> {
     out
 }
 
-fn results(outages: &[Outage], crossings: &[Crossing], faults: &[FaultSummary]) -> Vec<ResultLine> {
+/// The scenario's story from its events: the last word on each check wins.
+fn experiment(events: &[TimelineEvent]) -> Option<Experiment> {
+    let mut x: Option<Experiment> = None;
+    for e in events {
+        match &e.kind {
+            EventKind::ScenarioStart {
+                title,
+                file,
+                hypothesis,
+                description,
+            } => {
+                x = Some(Experiment {
+                    title: title.clone(),
+                    file: file.clone(),
+                    hypothesis: hypothesis.clone(),
+                    description: description.clone(),
+                    verdict: None,
+                    reason: String::new(),
+                    phases: Vec::new(),
+                    checks: Vec::new(),
+                });
+            }
+            EventKind::ScenarioPhase { phase, .. } => {
+                if let Some(x) = &mut x {
+                    x.phases.push(PhaseMark {
+                        phase: *phase,
+                        at_ms: e.offset_ms,
+                    });
+                }
+            }
+            EventKind::Check {
+                group,
+                name,
+                expected,
+                metric,
+                passed,
+                value,
+                recovered_after_ms,
+                detail,
+            } => {
+                if let Some(x) = &mut x {
+                    let outcome = CheckOutcome {
+                        group: *group,
+                        name: name.clone(),
+                        expected: expected.clone(),
+                        metric: metric.clone(),
+                        passed: *passed,
+                        value: *value,
+                        recovered_after_ms: *recovered_after_ms,
+                        detail: detail.clone(),
+                    };
+                    match x
+                        .checks
+                        .iter_mut()
+                        .find(|c| c.group == *group && c.name == *name)
+                    {
+                        Some(existing) => *existing = outcome,
+                        None => x.checks.push(outcome),
+                    }
+                }
+            }
+            EventKind::Verdict { verdict, reason } => {
+                if let Some(x) = &mut x {
+                    x.verdict = Some(*verdict);
+                    x.reason = reason.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    x
+}
+
+fn results_of(
+    outages: &[Outage],
+    crossings: &[Crossing],
+    faults: &[FaultSummary],
+) -> Vec<ResultLine> {
     let mut out = Vec::new();
     for f in faults {
         let line = match f.outcome.as_str() {
@@ -565,15 +731,27 @@ pub fn write_from_dir(dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>, St
     let report = Report::build(&events);
     let mut written = Vec::new();
     for format in formats {
-        let (name, text) = match format {
-            Format::Markdown => ("report.md", to_markdown(&report)),
-            Format::Json => ("report.json", to_json(&report)),
+        let text = match format {
+            Format::Markdown => to_markdown(&report),
+            Format::Json => to_json(&report),
+            Format::Html => to_html(&report, &replay(&events)),
+            Format::Junit => to_junit(&report),
         };
-        let path = dir.join(name);
+        let path = dir.join(format.file_name());
         write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Writes the JUnit XML of a report where CI expects it.
+pub fn write_junit(report: &Report, path: &Path) -> Result<(), String> {
+    let written = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+    .and_then(|()| write_atomically(path, &to_junit(report)));
+    written.map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Write to a temporary sibling, then rename: a reader never sees half a report.
@@ -588,10 +766,24 @@ pub enum Format {
     #[value(name = "md")]
     Markdown,
     Json,
+    Html,
+    /// JUnit XML for CI; only written when asked for.
+    Junit,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Format::Markdown, Format::Json];
+    /// What a session writes by default.
+    pub const ALL: [Format; 3] = [Format::Markdown, Format::Json, Format::Html];
+
+    /// The file's name in the session directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Markdown => "report.md",
+            Format::Json => "report.json",
+            Format::Html => "report.html",
+            Format::Junit => "junit.xml",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -261,7 +261,14 @@ fn reports_are_rebuilt_from_the_timeline_file_alone() {
         t.write(e).unwrap();
     }
     let files = write_from_dir(&dir, &Format::ALL).unwrap();
-    assert_eq!(files, vec![dir.join("report.md"), dir.join("report.json")]);
+    assert_eq!(
+        files,
+        vec![
+            dir.join("report.md"),
+            dir.join("report.json"),
+            dir.join("report.html")
+        ]
+    );
     let md = std::fs::read_to_string(&files[0]).unwrap();
     assert!(
         md.contains("nats was down for 3.2s (connection refused), then recovered"),
@@ -283,3 +290,6 @@ fn durations_read_naturally() {
     assert_eq!(fmt_ms(61_000), "1m 1s");
     assert_eq!(fmt_ms(3_720_000), "1h 2m");
 }
+
+mod html;
+mod junit;

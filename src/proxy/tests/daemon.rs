@@ -41,11 +41,12 @@ async fn only_the_owner_can_reach_the_control_socket() {
     assert_eq!(pid.trim(), std::process::id().to_string());
 
     let dir = harness.dir.clone();
-    harness.stop().await;
+    harness.daemon.shutdown().await;
     assert!(
         !socket_path(&dir).exists() && !pid_path(&dir).exists(),
         "socket and pid file are removed on exit"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,6 +60,23 @@ async fn a_second_daemon_will_not_take_over_a_live_socket() {
     // The first one still answers.
     harness.client.status().await.unwrap();
     harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_left_by_a_killed_daemon_is_replaced() {
+    let dir = test_dir("d-stale");
+    crate::proxy::daemon::prepare_control_dir(&dir).unwrap();
+    // Binding and dropping leaves the socket file with nobody behind it, as SIGKILL would.
+    drop(std::os::unix::net::UnixListener::bind(socket_path(&dir)).unwrap());
+    assert!(socket_path(&dir).exists());
+    let daemon = Daemon::start(&dir, DaemonOptions::default())
+        .await
+        .expect("starts over a stale socket");
+    daemon_status(&dir, Duration::from_secs(2))
+        .await
+        .expect("answers on the new socket");
+    daemon.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +303,7 @@ async fn faults_lapse_with_the_lease_while_forwarding_continues() {
         "same connection, clean again: {after:?}"
     );
     daemon.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,4 +425,5 @@ async fn an_idle_daemon_exits_when_asked_to() {
     );
     assert!(attached.elapsed() >= Duration::from_millis(900));
     assert!(!socket_path(&dir).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

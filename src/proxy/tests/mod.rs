@@ -154,8 +154,10 @@ impl Harness {
         stream
     }
 
+    /// Stops the daemon and removes the test directory; a failing test keeps it for a look.
     pub async fn stop(self) {
         self.daemon.shutdown().await;
+        std::fs::remove_dir_all(&self.dir).expect("remove the test directory");
     }
 }
 

@@ -112,6 +112,11 @@ async fn latency_adds_its_delay_per_direction_and_clearing_restores_the_same_con
     }
 
     assert!(harness.client.clear_fault("lat").await.unwrap());
+    let first = round_trip(&mut stream, b"ping").await;
+    assert!(
+        first < baseline + Duration::from_millis(10),
+        "first round trip after clearing: {first:?}"
+    );
     let after = median_round_trip(&mut stream, 9).await;
     assert!(
         after < baseline + Duration::from_millis(10),

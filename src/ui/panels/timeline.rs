@@ -98,6 +98,13 @@ fn look(event: &TimelineEvent, theme: &Theme) -> (&'static str, Style) {
             ..
         } => (badge::CRIT, theme.level(Level::Crit)),
         EventKind::Fault { .. } => ("◆", theme.text().patch(theme.fault())),
+        EventKind::Check { passed: true, .. } => (badge::OK, theme.level(Level::Ok)),
+        EventKind::Check { .. } => (badge::CRIT, theme.level(Level::Crit)),
+        EventKind::Verdict { verdict, .. } => match verdict {
+            crate::timeline::Verdict::Pass => (badge::OK, theme.level(Level::Ok)),
+            _ => (badge::CRIT, theme.level(Level::Crit)),
+        },
+        EventKind::ScenarioStart { .. } | EventKind::ScenarioPhase { .. } => ("▶", theme.accent()),
         EventKind::SessionStart { .. }
         | EventKind::SessionEnd { .. }
         | EventKind::ReportWritten { .. }
