@@ -2,259 +2,29 @@
 //! built from the local static nats-server (no registry), faulted and reverted through the
 //! `Fault` trait and once through the fault engine.
 //!
-//! Every container and network a test creates carries `gameday.test=<run id>`, publishes only on
-//! 127.0.0.1, and is removed when the test ends, also when it fails.
+//! `support::docker` labels every container and network a test creates, publishes only on
+//! 127.0.0.1, and removes them when the test ends, also when it fails.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum as Status, EndpointSettings, HostConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::models::ContainerStateStatusEnum as Status;
 use gameday::config::Config;
 use gameday::faults::container::{check_engine, check_target};
-use gameday::faults::docker::{DockerHandle, connect, host_from_env, import_image};
+use gameday::faults::docker::{DockerHandle, host_from_env};
 use gameday::faults::engine::{self, FaultReport};
 use gameday::faults::{FaultContext, FaultError, FaultSpec, build};
 use gameday::ledger::Ledger;
-use gameday::services::{NatsOptions, NatsServer};
 use gameday::timeline::{Cause, FaultPhase};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
+use support::docker::{DockerLab, answers, wait_until};
 use tokio::time::Instant;
 
-const NATS_PORT: &str = "4222/tcp";
-
-/// One test's Docker objects and files.
-struct Lab {
-    docker: Docker,
-    run: String,
-    dir: PathBuf,
-    image: String,
-    cleanup: Cleanup,
-}
-
-/// A NATS server in a container.
-struct Nats {
-    name: String,
-    id: String,
-    port: u16,
-}
-
-/// Removes what a test created when dropped, panicking test included (its directory stays then,
-/// for a look at what happened). Drop cannot await, so it uses its own runtime on its own thread.
-struct Cleanup {
-    containers: Mutex<Vec<String>>,
-    networks: Mutex<Vec<String>>,
-    dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-        let containers = std::mem::take(&mut *self.containers.lock().unwrap());
-        let networks = std::mem::take(&mut *self.networks.lock().unwrap());
-        let removal = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let Ok(docker) = connect(&host_from_env()).await else {
-                    return;
-                };
-                let force = RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .v(true)
-                    .build();
-                for name in &containers {
-                    if let Err(e) = docker.remove_container(name, Some(force.clone())).await
-                        && !e.to_string().contains("No such container")
-                    {
-                        eprintln!("cleanup: remove container {name}: {e}");
-                    }
-                }
-                for name in &networks {
-                    if let Err(e) = docker.remove_network(name).await {
-                        eprintln!("cleanup: remove network {name}: {e}");
-                    }
-                }
-            });
-        });
-        let _ = removal.join();
-    }
-}
-
-/// Serializes the image import and the sweep between the tests of this binary (they run in
-/// parallel); the flag says the sweep ran.
-static SETUP: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
-
-/// Removes what test runs that were killed (no guard ran) left behind: containers and networks
-/// labelled `gameday.test=<pid>-…` whose process is gone.
-async fn sweep_dead_runs(docker: &Docker) {
-    let dead = |labels: Option<&HashMap<String, String>>| {
-        labels
-            .and_then(|l| l.get("gameday.test"))
-            .and_then(|run| run.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-    };
-    let filters = HashMap::from([("label", vec!["gameday.test"])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap_or_default();
-    let force = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    for c in containers.iter().filter(|c| dead(c.labels.as_ref())) {
-        if let Some(id) = &c.id {
-            let _ = docker.remove_container(id, Some(force.clone())).await;
-        }
-    }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap_or_default();
-    for n in networks.iter().filter(|n| dead(n.labels.as_ref())) {
-        if let Some(id) = &n.id {
-            let _ = docker.remove_network(id).await;
-        }
-    }
-}
-
-impl Lab {
-    async fn new(test: &str) -> Lab {
-        let docker = connect(&host_from_env()).await.expect("a Docker engine");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let run = format!("{}-{nanos:08x}", std::process::id());
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".artifacts/test")
-            .join(format!("{test}-{run}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cleanup = Cleanup {
-            containers: Mutex::default(),
-            networks: Mutex::default(),
-            dir: dir.clone(),
-        };
-        let image = nats_image(&docker, &dir).await;
-        Lab {
-            docker,
-            run,
-            dir,
-            image,
-            cleanup,
-        }
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("gameday-test-{}-{suffix}", self.run)
-    }
-
-    async fn network(&self, suffix: &str) -> String {
-        let name = self.name(suffix);
-        self.cleanup.networks.lock().unwrap().push(name.clone());
-        self.docker
-            .create_network(NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".into()),
-                labels: Some(HashMap::from([("gameday.test".into(), self.run.clone())])),
-                ..Default::default()
-            })
-            .await
-            .expect("create network");
-        name
-    }
-
-    /// Starts nats-server in a container publishing its client port on 127.0.0.1 only, and waits
-    /// until it answers.
-    async fn nats(&self, suffix: &str, labels: &[(&str, &str)], network: Option<&str>) -> Nats {
-        let name = self.name(suffix);
-        self.cleanup.containers.lock().unwrap().push(name.clone());
-        // A fixed host port, so it stays the same across stop/start.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut all_labels = HashMap::from([("gameday.test".to_string(), self.run.clone())]);
-        all_labels.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let networking_config = network.map(|n| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                n.to_string(),
-                EndpointSettings {
-                    aliases: Some(vec![format!("{suffix}-alias")]),
-                    ..Default::default()
-                },
-            )])),
-        });
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            cmd: Some(vec![
-                "-a".into(),
-                "0.0.0.0".into(),
-                "-p".into(),
-                "4222".into(),
-            ]),
-            labels: Some(all_labels),
-            exposed_ports: Some(vec![NATS_PORT.into()]),
-            host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    NATS_PORT.to_string(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(port.to_string()),
-                    }]),
-                )])),
-                network_mode: network.map(str::to_string),
-                ..Default::default()
-            }),
-            networking_config,
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .expect("create container");
-        self.docker
-            .start_container(&created.id, None)
-            .await
-            .expect("start container");
-        wait_until(&format!("{name} answers"), Duration::from_secs(15), || {
-            answers(port)
-        })
-        .await;
-        Nats {
-            name,
-            id: created.id,
-            port,
-        }
-    }
-
+/// Fault-trait tests build the config in-process; the console tests write it to a file.
+impl DockerLab {
     /// A config declaring `containers` (TOML lines) and `faults`, with artifacts in the test dir.
     fn config(&self, declarations: &str) -> Arc<Config> {
         let text = format!(
@@ -263,73 +33,6 @@ impl Lab {
         );
         Arc::new(Config::from_text(&self.dir.join("gameday.toml"), &text).expect("valid config"))
     }
-
-    async fn status(&self, container: &str) -> Status {
-        self.docker
-            .inspect_container(container, None)
-            .await
-            .expect("inspect")
-            .state
-            .and_then(|s| s.status)
-            .expect("a status")
-    }
-}
-
-/// The image: the local static nats-server as the whole root filesystem, tagged by its version.
-async fn nats_image(docker: &Docker, dir: &Path) -> String {
-    let found = gameday::services::find_nats_server().expect("a nats-server");
-    let (major, minor, patch) =
-        gameday::services::nats_server_version(&found).expect("nats-server --version");
-    let image = format!("gameday-test-nats:{major}.{minor}.{patch}");
-    let mut swept = SETUP.lock().await;
-    if !*swept {
-        sweep_dead_runs(docker).await;
-        *swept = true;
-    }
-    if docker.inspect_image(&image).await.is_ok() {
-        return image;
-    }
-    let binary = real_binary(&found, dir).await;
-    import_image(
-        docker,
-        &image,
-        &[("/nats-server", &binary)],
-        &["ENTRYPOINT [\"/nats-server\"]"],
-    )
-    .await
-    .expect("import the nats image");
-    image
-}
-
-/// The ELF binary itself. What PATH finds may be a wrapper script (a pyenv shim) that execs it:
-/// then start it once and ask the kernel what runs.
-async fn real_binary(found: &Path, dir: &Path) -> PathBuf {
-    let magic = std::fs::read(found).map(|b| b.starts_with(b"\x7fELF"));
-    if magic.unwrap_or(false) {
-        return found.to_path_buf();
-    }
-    let mut options = NatsOptions::new(dir.join("find-binary"));
-    options.jetstream = false;
-    options.binary = Some(found.to_path_buf());
-    let mut server = NatsServer::start(options).await.expect("start nats-server");
-    let pid = server.pid().expect("running");
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("/proc/PID/exe");
-    server.stop().await.expect("stop nats-server");
-    exe
-}
-
-/// A NATS server answers: it sends its INFO line on a new connection within a second.
-async fn answers(port: u16) -> bool {
-    let attempt = async {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await.ok()?;
-        Some(line.starts_with("INFO "))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), attempt).await,
-        Ok(Some(true))
-    )
 }
 
 /// A real client can connect and round-trip to the server.
@@ -341,22 +44,6 @@ async fn client_works(port: u16) -> bool {
         Ok(Ok(client)) => client.flush().await.is_ok(),
         _ => false,
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
 }
 
 async fn next_report(rx: &mut tokio::sync::mpsc::Receiver<FaultReport>) -> FaultReport {
@@ -382,7 +69,7 @@ fn context(config: &Arc<Config>) -> FaultContext {
 
 #[tokio::test]
 async fn stop_takes_nats_down_and_a_fresh_instance_starts_it_again() {
-    let lab = Lab::new("container-stop").await;
+    let lab = DockerLab::new("container-stop").await;
     let nats = lab.nats("stop", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -442,7 +129,7 @@ async fn stop_takes_nats_down_and_a_fresh_instance_starts_it_again() {
 
 #[tokio::test]
 async fn pause_freezes_the_process_and_unpause_thaws_the_same_one() {
-    let lab = Lab::new("container-pause").await;
+    let lab = DockerLab::new("container-pause").await;
     let nats = lab.nats("pause", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -482,7 +169,7 @@ async fn pause_freezes_the_process_and_unpause_thaws_the_same_one() {
 
 #[tokio::test]
 async fn inject_twice_and_revert_twice_are_harmless() {
-    let lab = Lab::new("container-idempotent").await;
+    let lab = DockerLab::new("container-idempotent").await;
     let nats = lab.nats("twice", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -510,7 +197,7 @@ async fn inject_twice_and_revert_twice_are_harmless() {
 
 #[tokio::test]
 async fn kill_with_sigkill_and_revert_starts_it() {
-    let lab = Lab::new("container-kill").await;
+    let lab = DockerLab::new("container-kill").await;
     let nats = lab.nats("kill", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -549,7 +236,7 @@ async fn kill_with_sigkill_and_revert_starts_it() {
 
 #[tokio::test]
 async fn restart_bounces_it_once_and_revert_has_nothing_to_do() {
-    let lab = Lab::new("container-restart").await;
+    let lab = DockerLab::new("container-restart").await;
     let nats = lab.nats("restart", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -590,7 +277,7 @@ async fn restart_bounces_it_once_and_revert_has_nothing_to_do() {
 
 #[tokio::test]
 async fn disconnect_cuts_it_off_its_network_and_revert_reconnects_with_its_alias() {
-    let lab = Lab::new("container-disconnect").await;
+    let lab = DockerLab::new("container-disconnect").await;
     let network = lab.network("net").await;
     let nats = lab.nats("cut", &[], Some(&network)).await;
     let config = lab.config(&format!(
@@ -642,7 +329,7 @@ async fn disconnect_cuts_it_off_its_network_and_revert_reconnects_with_its_alias
 
 #[tokio::test]
 async fn a_label_selects_every_carrier_and_nothing_else() {
-    let lab = Lab::new("container-label").await;
+    let lab = DockerLab::new("container-label").await;
     let label = format!("gameday.role={}-pair", lab.run);
     let role = label.split_once('=').unwrap().1.to_string();
     let a = lab.nats("a", &[("gameday.role", &role)], None).await;
@@ -686,7 +373,7 @@ async fn a_label_selects_every_carrier_and_nothing_else() {
 
 #[tokio::test]
 async fn targets_not_declared_exactly_are_refused_and_left_alone() {
-    let lab = Lab::new("container-refused").await;
+    let lab = DockerLab::new("container-refused").await;
     let nats = lab.nats("kept", &[], None).await;
     // A short id prefix Docker itself would resolve to this container, a name that exists
     // nowhere, and a label nobody carries.
@@ -771,7 +458,7 @@ async fn no_engine_is_unavailable_with_the_reason_at_once() {
 
 #[tokio::test]
 async fn gameday_check_prints_the_engine_and_each_container() {
-    let lab = Lab::new("container-check").await;
+    let lab = DockerLab::new("container-check").await;
     let nats = lab.nats("checked", &[], None).await;
     let config_path = lab.dir.join("gameday.toml");
     std::fs::write(
@@ -838,7 +525,7 @@ async fn gameday_check_prints_the_engine_and_each_container() {
 
 #[tokio::test]
 async fn through_the_engine_reports_come_in_order_and_the_ledger_holds_it_while_active() {
-    let lab = Lab::new("container-engine").await;
+    let lab = DockerLab::new("container-engine").await;
     let nats = lab.nats("engine", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\
@@ -890,7 +577,7 @@ async fn through_the_engine_reports_come_in_order_and_the_ledger_holds_it_while_
 
 #[tokio::test]
 async fn a_container_already_stopped_before_the_fault_stays_stopped_after_its_cleanup() {
-    let lab = Lab::new("container-already-stopped").await;
+    let lab = DockerLab::new("container-already-stopped").await;
     let nats = lab.nats("down-before", &[], None).await;
     let config = lab.config(&format!(
         "[[container]]\nname = \"broker\"\ncontainer = \"{}\"\n\n\

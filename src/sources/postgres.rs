@@ -98,12 +98,9 @@ pub fn key_segment(name: &str) -> String {
 }
 
 /// Turns the sample rows into metric values.
-/// `seen_apps` remembers every application seen so far: one that left reads 0, not its last count
-/// (a check such as "no fault connection left behind" must see the zero).
 pub(crate) fn values_from_rows(
     rows: &[(String, String, f64)],
     pools: &[PoolConfig],
-    seen_apps: &mut BTreeSet<String>,
 ) -> Vec<(String, f64)> {
     let mut used = 0.0;
     let mut max = 0.0;
@@ -124,10 +121,6 @@ pub(crate) fn values_from_rows(
             _ => {}
         }
     }
-    for gone in seen_apps.iter() {
-        apps.entry(gone.clone()).or_default();
-    }
-    seen_apps.extend(apps.keys().cloned());
     let mut out = vec![
         ("pg.up".to_string(), 1.0),
         ("pg.connections.used".to_string(), used),
@@ -153,6 +146,15 @@ pub(crate) fn values_from_rows(
         ));
     }
     out
+}
+
+/// An application (or state) whose last session ended has no row any more: report it as 0 once,
+/// or the panel would keep showing its last count (a reverted fault's held connections).
+/// Returns the keys reported now.
+fn zero_vanished(previous: &BTreeSet<String>, values: &mut Vec<(String, f64)>) -> BTreeSet<String> {
+    let present: BTreeSet<String> = values.iter().map(|(key, _)| key.clone()).collect();
+    values.extend(previous.difference(&present).map(|key| (key.clone(), 0.0)));
+    present
 }
 
 /// The query that reads one gauge: the operator's SQL as a scalar subquery cast to a number, so
@@ -191,8 +193,8 @@ struct PgSampler {
     /// Failed connects (including "too many clients", 53300), failed samples, and timeouts
     /// (gauges cancelled by `statement_timeout` included).
     errors: u64,
-    /// Every application name seen so far.
-    seen_apps: BTreeSet<String>,
+    /// The keys the last sample query reported, to zero the ones that vanish.
+    reported: BTreeSet<String>,
 }
 
 impl PgSampler {
@@ -207,8 +209,8 @@ impl PgSampler {
             config,
             redactor,
             connection: None,
-            seen_apps: BTreeSet::new(),
             errors: 0,
+            reported: BTreeSet::new(),
         }
     }
 
@@ -273,7 +275,8 @@ impl PgSampler {
             Ok(rows) => rows,
             Err(e) => return self.lose_connection(format!("sample query: {}", describe(&e))),
         };
-        let mut values = values_from_rows(&rows, &self.config.pools, &mut self.seen_apps);
+        let mut values = values_from_rows(&rows, &self.config.pools);
+        self.reported = zero_vanished(&self.reported, &mut values);
         values.push(("pg.probe_ms".into(), probe_ms));
         let mut notes = Vec::new();
         if rows
@@ -780,15 +783,7 @@ mod tests {
             row("waiting", "", 3.0),
         ];
         let pools = [pool("drill", 10, 10), pool("task-tracker", 10, 20)];
-        let mut seen = BTreeSet::from(["left-earlier".to_string()]);
-        let values: BTreeMap<String, f64> = values_from_rows(&rows, &pools, &mut seen)
-            .into_iter()
-            .collect();
-        assert_eq!(
-            values["pg.app.left-earlier.connections"], 0.0,
-            "an application that left reads 0"
-        );
-        assert!(seen.contains("drill"));
+        let values: BTreeMap<String, f64> = values_from_rows(&rows, &pools).into_iter().collect();
         assert_eq!(values["pg.up"], 1.0);
         assert_eq!(values["pg.connections.used"], 21.0);
         assert_eq!(values["pg.connections.max"], 37.0);
@@ -808,6 +803,29 @@ mod tests {
         );
         assert_eq!(values["pg.app.task-tracker.utilization"], 0.0);
         assert_eq!(values["pg.waiting"], 3.0);
+    }
+
+    #[test]
+    fn an_application_whose_sessions_ended_reads_zero_once() {
+        let pools = [pool("task-tracker", 10, 20)];
+        let rows = [
+            row("app", "gameday-fault", 11.0),
+            row("app", "task-tracker", 1.0),
+        ];
+        let mut first = values_from_rows(&rows, &pools);
+        let reported = zero_vanished(&BTreeSet::new(), &mut first);
+        let rows = [row("app", "task-tracker", 1.0)];
+        let mut second = values_from_rows(&rows, &pools);
+        let reported = zero_vanished(&reported, &mut second);
+        let second: BTreeMap<String, f64> = second.into_iter().collect();
+        assert_eq!(second["pg.app.gameday-fault.connections"], 0.0);
+        assert_eq!(second["pg.app.task-tracker.connections"], 1.0);
+        let mut third = values_from_rows(&rows, &pools);
+        zero_vanished(&reported, &mut third);
+        assert!(
+            !third.iter().any(|(k, _)| k.contains("gameday-fault")),
+            "reported once"
+        );
     }
 
     #[test]

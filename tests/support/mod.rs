@@ -2,6 +2,8 @@
 //! against, and waiting on conditions with deadlines.
 #![allow(dead_code)] // each test crate uses a different part of it
 
+pub mod docker;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
