@@ -18,6 +18,7 @@ use ratatui::text::Span;
 
 use crate::keymap;
 use crate::metrics::Level;
+use crate::scenario::run::ScenarioRun;
 use crate::state::{ActiveFault, ActivePhase, CatalogEntry, Panel};
 use crate::theme::Theme;
 use crate::ui::format;
@@ -82,6 +83,15 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
                 theme.level(Level::Warn),
             )],
             NOTICE_ROWS,
+        );
+    }
+
+    if let Some(run) = &ctx.state.scenario {
+        y = draw_scenario(
+            buf,
+            Rect::new(body.x, y, body.width, bottom.saturating_sub(y)),
+            run,
+            ctx,
         );
     }
 
@@ -191,6 +201,63 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         y += 1;
     }
     super::more(buf, row(body, body.height.saturating_sub(1)), hidden, ctx);
+}
+
+/// The running scenario's checks with live pass/fail, failing ones first; returns the next row.
+fn draw_scenario(buf: &mut Buffer, area: Rect, run: &ScenarioRun, ctx: &PanelCtx<'_>) -> u16 {
+    let theme = ctx.theme;
+    if area.height == 0 {
+        return area.y;
+    }
+    let mut y = area.y;
+    let heading = match &run.verdict {
+        Some((verdict, reason)) => format!(
+            "scenario {}: {} — {reason}",
+            run.scenario.title,
+            verdict.label()
+        ),
+        None => format!("scenario {} · {}", run.scenario.title, run.phase.label()),
+    };
+    put_spans(
+        buf,
+        Rect::new(area.x, y, area.width, 1),
+        &[Span::styled(heading, theme.accent())],
+    );
+    y += 1;
+    // Keep room for the active faults below.
+    let budget = (area.height.saturating_sub(1) as usize)
+        .saturating_sub(3)
+        .max(1);
+    let mut checks: Vec<_> = run.checks.iter().collect();
+    checks.sort_by_key(|c| (c.passed != Some(false), c.group));
+    for live in checks.iter().take(budget) {
+        if y >= area.bottom() {
+            break;
+        }
+        let (symbol, style) = match live.passed {
+            Some(true) => (badge::OK, theme.level(Level::Ok)),
+            Some(false) => (badge::CRIT, theme.level(Level::Crit)),
+            None => ("…", theme.muted()),
+        };
+        let measured = live
+            .value
+            .map_or_else(|| format::NONE.to_string(), crate::timeline::fmt_value);
+        put_spans(
+            buf,
+            Rect::new(area.x, y, area.width, 1),
+            &[
+                Span::styled(format!("{symbol} "), style),
+                Span::styled(format!("{:<8} ", live.group.label()), theme.muted()),
+                Span::styled(live.check.name.clone(), theme.text()),
+                Span::styled(
+                    format!("  {} · now {measured}", live.check.expected()),
+                    theme.muted(),
+                ),
+            ],
+        );
+        y += 1;
+    }
+    y
 }
 
 fn width_of<'a>(texts: impl Iterator<Item = &'a String>, min: u16, max: u16) -> u16 {

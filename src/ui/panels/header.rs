@@ -9,6 +9,7 @@ use ratatui::text::Span;
 use crate::metrics::Level;
 use crate::state::{ActivePhase, AppState};
 use crate::theme::Theme;
+use crate::timeline::Verdict;
 use crate::ui::format;
 use crate::ui::widgets::badge;
 use crate::ui::widgets::text::{put_spans, put_spans_right, width};
@@ -53,9 +54,11 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             )],
         },
         faults_segment(state, theme),
-        // A scenario's phase gets its own segment here once the state carries it.
         host_segment(state, theme),
     ];
+    if let Some(segment) = scenario_segment(state, theme) {
+        segments.insert(3, segment);
+    }
     let available = area.width.saturating_sub(width(&right) + 2);
     while line_width(&segments) > available {
         let Some(drop) = segments
@@ -82,6 +85,48 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     if end + width(&right) < area.right() {
         put_spans_right(buf, area, &right);
     }
+}
+
+/// "▶ NATS broker failure · INJECTING 0:12" while it runs, then the verdict. Never dropped: on a
+/// shared screen everyone must see which phase the drill is in.
+fn scenario_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
+    let run = state.scenario.as_ref()?;
+    let title: String = run.scenario.title.chars().take(28).collect();
+    let mut spans = vec![Span::styled(format!("▶ {title} · "), theme.accent())];
+    match &run.verdict {
+        Some((verdict, _)) => {
+            let (symbol, style) = match verdict {
+                Verdict::Pass => (badge::OK, theme.level(Level::Ok)),
+                Verdict::Fail | Verdict::Aborted => (badge::CRIT, theme.level(Level::Crit)),
+            };
+            spans.push(Span::styled(
+                format!("{symbol} {}", verdict.label()),
+                style.add_modifier(Modifier::BOLD),
+            ));
+        }
+        None => {
+            spans.push(Span::styled(
+                run.phase.label().to_uppercase(),
+                theme.accent().add_modifier(Modifier::BOLD),
+            ));
+            if let Some(deadline) = run.phase_deadline_ms() {
+                spans.push(Span::styled(
+                    format!(
+                        " {}",
+                        format::countdown(deadline.saturating_sub(state.now_ms))
+                    ),
+                    theme.text(),
+                ));
+            }
+            if run.is_waiting() {
+                spans.push(Span::styled(
+                    " (waiting for the operator)",
+                    theme.level(Level::Warn),
+                ));
+            }
+        }
+    }
+    Some(Segment { priority: 0, spans })
 }
 
 fn line_width(segments: &[Segment]) -> u16 {
