@@ -30,6 +30,15 @@ pub fn main(config_path: Option<&std::path::Path>) -> ExitCode {
         return ExitCode::from(EXIT_INVALID_INPUT);
     }
     println!("config {}: valid", config.file.display());
+    for file in crate::scenario::Scenario::files(&config.console.scenarios) {
+        match crate::scenario::Scenario::load(&file, &config) {
+            Ok(s) => println!("scenario {}: valid ({})", file.display(), s.title),
+            Err(e) => {
+                eprintln!("gameday: {e}");
+                return ExitCode::from(EXIT_INVALID_INPUT);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -274,10 +274,10 @@ struct Layout {
     api: u16,
 }
 
-/// The demo's config with placeholder ports, for checking the shipped scenarios against it.
-pub fn sample_config() -> crate::config::Config {
+/// The demo's config with placeholder ports: what the shipped scenarios are written against.
+pub fn sample_config_text() -> String {
     let dir = PathBuf::from(".artifacts/demo");
-    let layout = Layout {
+    config_text(&Layout {
         nats_bin: PathBuf::from("/usr/sbin/nats-server"),
         nats_dir: dir.join("nats"),
         nats_port: 4222,
@@ -289,8 +289,12 @@ pub fn sample_config() -> crate::config::Config {
         sink: 9000,
         api: 8000,
         dir,
-    };
-    crate::config::Config::from_text(Path::new("demo/gameday.toml"), &config_text(&layout))
+    })
+}
+
+/// [`sample_config_text`], parsed.
+pub fn sample_config() -> crate::config::Config {
+    crate::config::Config::from_text(Path::new("demo/gameday.toml"), &sample_config_text())
         .expect("the demo config is valid")
 }
 

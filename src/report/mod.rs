@@ -240,10 +240,11 @@ impl Builder {
         let experiment = experiment(events);
         let mut results = Vec::new();
         if let Some(x) = &experiment {
+            // Baseline checks have their own section, recovery checks theirs.
             results.extend(
                 x.checks
                     .iter()
-                    .filter(|c| c.group != CheckGroup::Recovery)
+                    .filter(|c| matches!(c.group, CheckGroup::During | CheckGroup::Abort))
                     .map(|c| ResultLine {
                         outcome: if c.passed {
                             Outcome::Pass

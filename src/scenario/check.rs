@@ -253,17 +253,23 @@ pub fn aggregate(
         Aggregate::Count => {
             Some(series.map_or(0, |s| s.values_between(from_ms, to).count()) as f64)
         }
+        // The value as of `to_ms`, even if it was last reported before the window began (a
+        // source reports a vanished application's zero once); nothing while the source is down.
+        Aggregate::Last => series?
+            .points()
+            .rev()
+            .find(|p| p.at_ms < to)
+            .and_then(|p| p.value),
         _ => {
             let stats = Stats::of(series?.values_between(from_ms, to))?;
             Some(match how {
-                Aggregate::Last => stats.last,
                 Aggregate::Min => stats.min,
                 Aggregate::Max => stats.max,
                 Aggregate::Mean => stats.mean,
                 Aggregate::P50 => stats.p50,
                 Aggregate::P95 => stats.p95,
                 Aggregate::P99 => stats.p99,
-                Aggregate::Count | Aggregate::Delta | Aggregate::Rate => {
+                Aggregate::Last | Aggregate::Count | Aggregate::Delta | Aggregate::Rate => {
                     unreachable!("handled above")
                 }
             })
