@@ -88,8 +88,11 @@ pub fn main(args: DemoArgs) -> ExitCode {
             }
         };
         let code = if args.headless {
-            println!("ready: config {}", demo.config_path.display());
-            println!("the lab is up; run `gameday --config {}` in another terminal; Ctrl-C stops the demo", demo.config_path.display());
+            say(&format!("ready: config {}", demo.config_path.display()));
+            say(&format!(
+                "the lab is up; run `gameday --config {}` in another terminal; Ctrl-C stops the demo",
+                demo.config_path.display()
+            ));
             wait_for_stop_signal().await;
             ExitCode::SUCCESS
         } else {
@@ -103,7 +106,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
                 Err(code) => code,
             }
         };
-        println!("stopping the demo…");
+        say("stopping the demo…");
         demo.down().await;
         code
     });
@@ -137,7 +140,14 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn step(what: &str) {
-    println!("demo: {what}");
+    say(&format!("demo: {what}"));
+}
+
+/// A line on stdout. Whoever started us may have stopped reading (a closed pipe): the demo must
+/// still shut down cleanly, so a failed write is ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 impl Demo {
