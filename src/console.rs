@@ -50,6 +50,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
+    require_terminal()?;
     let config = load_config(args.config.as_deref())?;
     let theme_name = args
         .theme
@@ -118,6 +119,18 @@ pub fn finish(outcome: Result<Vec<String>, String>) -> ExitCode {
             eprintln!("gameday: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The console draws on a terminal; without one (a pipe, CI) say what to use instead.
+pub fn require_terminal() -> Result<(), ExitCode> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(invalid(
+            "the console needs a terminal; without one use `gameday run SCENARIO` or `gameday snapshot`",
+        ))
     }
 }
 

@@ -68,6 +68,12 @@ pub fn main(args: DemoArgs) -> ExitCode {
             args.rate
         ));
     }
+    // Without a terminal there is no console to open: fail before starting anything.
+    if !args.headless
+        && let Err(code) = crate::console::require_terminal()
+    {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
