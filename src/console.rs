@@ -50,7 +50,6 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
-    require_terminal()?;
     let config = load_config(args.config.as_deref())?;
     let theme_name = args
         .theme
@@ -60,6 +59,8 @@ pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
     if let Some(name) = &args.session {
         session::check_name(name).map_err(invalid)?;
     }
+    // Input first (its errors are the useful ones), then the terminal, then anything on disk.
+    require_terminal()?;
     let (name, dir) = session::create_dir(&config.console.artifacts, args.session.as_deref())
         .map_err(|e| {
             eprintln!(
