@@ -184,6 +184,7 @@ impl Demo {
 
         let ports = Layout {
             dir: dir.clone(),
+            repo: std::env::current_dir().map_err(|e| e.to_string())?,
             nats_bin: nats_bin.clone(),
             nats_dir: nats.dir().to_path_buf(),
             nats_port: nats.port(),
@@ -278,6 +279,8 @@ impl Demo {
 /// Where everything of a demo lives: enough to write its config.
 struct Layout {
     dir: PathBuf,
+    /// Where the shipped scenarios and themes are (the directory the demo runs in).
+    repo: PathBuf,
     nats_bin: PathBuf,
     nats_dir: PathBuf,
     nats_port: u16,
@@ -294,6 +297,7 @@ struct Layout {
 pub fn sample_config_text() -> String {
     let dir = PathBuf::from(".artifacts/demo");
     config_text(&Layout {
+        repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         nats_bin: PathBuf::from("/usr/sbin/nats-server"),
         nats_dir: dir.join("nats"),
         nats_port: 4222,
@@ -342,8 +346,8 @@ fn config_text(l: &Layout) -> String {
 
 [console]
 artifacts = "{dir}"
-scenarios = "scenarios"
-themes = "themes"
+scenarios = "{scenarios}"
+themes = "{themes}"
 
 [nats]
 url = "nats://127.0.0.1:{nats_proxy}"
@@ -494,6 +498,8 @@ rate = 200
 duration = "1m"
 "#,
         dir = l.dir.display(),
+        scenarios = l.repo.join("scenarios").display(),
+        themes = l.repo.join("themes").display(),
         nats_proxy = l.nats_proxy,
         monitor = l.nats_monitor,
         pg_port = l.pg_port,
