@@ -211,6 +211,14 @@ impl App {
                 let max = board.active.len().saturating_sub(1);
                 self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
             }
+            FaultPhase::Refused => {
+                if let Some(i) = index {
+                    board.active.remove(i);
+                }
+                let max = board.active.len().saturating_sub(1);
+                self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
+                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail));
+            }
             FaultPhase::Failed => {
                 if let Some(a) = index.map(|i| &mut board.active[i]) {
                     a.phase = ActivePhase::Failed;

@@ -222,6 +222,8 @@ pub enum FaultPhase {
     RevertRequested,
     Reverted,
     Failed,
+    /// Refused before anything was touched (not allowed, or what it needs is unreachable).
+    Refused,
 }
 
 impl EventKind {
@@ -254,6 +256,7 @@ impl EventKind {
                     FaultPhase::RevertRequested => "revert requested",
                     FaultPhase::Reverted => "reverted",
                     FaultPhase::Failed => "FAILED",
+                    FaultPhase::Refused => "REFUSED",
                 };
                 let mut s = format!("fault {name} on {target} {phase}");
                 if let Some(c) = cause {

@@ -422,8 +422,14 @@ impl Engine {
                             self.start_revert(&id, cause);
                         }
                     }
+                    // Refused or unavailable: nothing was touched, nothing to undo.
+                    Err(e @ (FaultError::Refused(_) | FaultError::Unavailable(_))) => {
+                        let a = &self.active[&id];
+                        self.report(&id, a, FaultPhase::Refused, e.to_string(), None, None)
+                            .await;
+                        self.forget(&id).await;
+                    }
                     Err(e) => {
-                        // Undo whatever part of it landed, then forget it.
                         a.stage = Stage::Active;
                         let a = &self.active[&id];
                         self.report(
@@ -435,6 +441,7 @@ impl Engine {
                             None,
                         )
                         .await;
+                        // Undo whatever part of it landed, then forget it.
                         self.start_revert(
                             &id,
                             Cause::Scenario("cleanup after a failed inject".into()),
@@ -476,6 +483,18 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// Drops a fault that never took effect: out of the ledger and the active set.
+    async fn forget(&mut self, id: &str) {
+        let ledger = self.ledger.clone();
+        let ledger_id = id.to_string();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || ledger.remove(&ledger_id)).await {
+            tracing::error!("cannot remove {id} from the ledger: {e}");
+        }
+        if let Some(a) = self.active.remove(id) {
+            self.hand_over_waiters(a.waiters);
         }
     }
 
@@ -683,7 +702,7 @@ mod tests {
                 Cause::Key("1".into()),
             )
             .await;
-        let failed = r.until(FaultPhase::Failed, 1).await;
+        let failed = r.until(FaultPhase::Refused, 1).await;
         assert!(
             failed[0]
                 .detail

@@ -408,6 +408,11 @@ impl Builder {
                         f.ended_by = Some(c.to_string());
                     }
                 }
+                FaultPhase::Refused => {
+                    f.outcome = "refused".into();
+                    f.error = Some(detail.clone());
+                    f.ended_ms = Some(e.offset_ms);
+                }
                 FaultPhase::Failed => {
                     f.outcome = "failed".into();
                     f.error = Some(detail.clone());

@@ -177,7 +177,7 @@ impl ScenarioRun {
                 self.last_reverted_ms = Some(now_ms);
                 Vec::new()
             }
-            FaultPhase::Failed if self.awaiting.iter().any(|n| n == name) => {
+            FaultPhase::Failed | FaultPhase::Refused if self.awaiting.iter().any(|n| n == name) => {
                 self.awaiting.retain(|n| n != name);
                 self.finish(
                     Verdict::Aborted,

@@ -94,7 +94,7 @@ fn look(event: &TimelineEvent, theme: &Theme) -> (&'static str, Style) {
         EventKind::Mark { .. } => ("●", theme.accent()),
         EventKind::Note { .. } => ("✎", theme.accent()),
         EventKind::Fault {
-            phase: FaultPhase::Failed,
+            phase: FaultPhase::Failed | FaultPhase::Refused,
             ..
         } => (badge::CRIT, theme.level(Level::Crit)),
         EventKind::Fault { .. } => ("◆", theme.text().patch(theme.fault())),
