@@ -127,7 +127,7 @@ impl Row {
             Figure::Time {
                 budget: Some(budget),
                 ..
-            } => format!("< {}", duration(budget)),
+            } => format!("< {}", round_duration(budget)),
             Figure::Time { budget: None, .. } => "(reported)".into(),
             Figure::Throughput { required_share, .. } => format!("≥ {required_share:.2} direct"),
         }
@@ -224,6 +224,18 @@ pub fn duration(duration: Duration) -> String {
     }
 }
 
+/// A budget as it is stated: "100 µs", "2 ms", "1 s".
+fn round_duration(budget: Duration) -> String {
+    let text = duration(budget);
+    let (number, unit) = text.split_once(' ').unwrap_or((&text, ""));
+    let number = if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    };
+    format!("{number} {unit}")
+}
+
 /// The multi-thread runtime the network and fault measurements run on.
 pub fn runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -246,12 +258,12 @@ pub fn main(args: BenchArgs) -> ExitCode {
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "gameday bench ({}): {cores} cores, {} build, everything on 127.0.0.1",
+        "gameday bench ({}): {cores} cores, {}, everything on 127.0.0.1",
         if args.quick { "quick" } else { "full" },
         if cfg!(debug_assertions) {
-            "debug (figures are far slower than a release build's)"
+            "debug build (figures are far slower than a release build's)"
         } else {
-            "release"
+            "release build"
         }
     );
     let artifacts = Path::new(".artifacts");
@@ -324,8 +336,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "  measurement       measured   target        ratio            ",
-                "  render frame p50  820.0 µs   < 2.00 ms     0.41 of budget   ✔",
+                "  measurement       measured   target         ratio",
+                "  render frame p50  820.0 µs   < 2 ms         0.41 of budget  ✔",
                 "  added p99         64.0 µs    (reported)",
                 "  bulk throughput   1180 MB/s  ≥ 0.90 direct  0.54 of direct  ✖",
                 "      plain pipe: 0.57 of direct",

@@ -383,7 +383,7 @@ async fn throughput(rig: &NetworkRig, effort: Effort) -> io::Result<Row> {
         },
         context: vec![
             format!(
-                "direct {}; median of {rounds} × {} MiB each way",
+                "direct {}; median of {rounds} transfers of {} MiB each",
                 mb(direct),
                 BULK / (1024 * 1024)
             ),
