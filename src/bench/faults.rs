@@ -12,9 +12,7 @@ use crate::config::Config;
 use crate::faults::engine::{self, EngineHandle, FaultReport};
 use crate::faults::{FaultContext, FaultSpec};
 use crate::ledger::Ledger;
-use crate::proxy::{
-    Daemon, DaemonHandle, DaemonOptions, Direction, Fault, ProxyClient, TcpFault,
-};
+use crate::proxy::{Daemon, DaemonHandle, DaemonOptions, Direction, Fault, ProxyClient, TcpFault};
 use crate::timeline::{Cause, FaultPhase};
 
 pub const ACTIVE_FAULTS: usize = 9;

@@ -46,7 +46,10 @@ pub struct Samples(Vec<Duration>);
 
 impl Samples {
     pub fn new(mut samples: Vec<Duration>) -> Samples {
-        assert!(!samples.is_empty(), "a measurement needs at least one sample");
+        assert!(
+            !samples.is_empty(),
+            "a measurement needs at least one sample"
+        );
         samples.sort_unstable();
         Samples(samples)
     }
@@ -354,6 +357,9 @@ mod tests {
         assert_eq!(samples.p99(), Duration::from_millis(99));
         assert_eq!(samples.max(), Duration::from_millis(100));
         let one = Samples::new(vec![Duration::from_millis(7)]);
-        assert_eq!((one.median(), one.p99()), (Duration::from_millis(7), Duration::from_millis(7)));
+        assert_eq!(
+            (one.median(), one.p99()),
+            (Duration::from_millis(7), Duration::from_millis(7))
+        );
     }
 }

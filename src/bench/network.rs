@@ -56,7 +56,9 @@ impl NetworkRig {
         let mut servers = Servers(Vec::new());
         let echo = servers.serve(spawn_echo).await?;
         let sink = servers.serve(spawn_sink).await?;
-        let piped_sink = servers.serve(move |listener| spawn_pipe(listener, sink)).await?;
+        let piped_sink = servers
+            .serve(move |listener| spawn_pipe(listener, sink))
+            .await?;
         let upstream = servers.serve(spawn_http_upstream).await?;
         let daemon = Daemon::start(dir, DaemonOptions::default())
             .await
@@ -255,7 +257,9 @@ pub async fn transfer(stream: &mut TcpStream, bytes: u64) -> io::Result<()> {
     }
     match stream.read_u8().await? {
         1 => Ok(()),
-        other => Err(io::Error::other(format!("the sink answered {other}, not 1"))),
+        other => Err(io::Error::other(format!(
+            "the sink answered {other}, not 1"
+        ))),
     }
 }
 
@@ -301,8 +305,14 @@ pub async fn measure_in(dir: &Path, effort: Effort) -> Result<Vec<Row>, String> 
 
 /// Every network row: round trip p50 and p99, bulk throughput, webhook p50.
 pub async fn measure(rig: &NetworkRig, effort: Effort) -> Result<Vec<Row>, String> {
-    let mut rows = round_trips(rig, effort).await.map_err(|err| err.to_string())?;
-    rows.push(throughput(rig, effort).await.map_err(|err| err.to_string())?);
+    let mut rows = round_trips(rig, effort)
+        .await
+        .map_err(|err| err.to_string())?;
+    rows.push(
+        throughput(rig, effort)
+            .await
+            .map_err(|err| err.to_string())?,
+    );
     rows.push(webhook(rig, effort).await?);
     Ok(rows)
 }

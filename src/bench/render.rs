@@ -194,7 +194,6 @@ pub fn dashboard_state() -> AppState {
     state
 }
 
-
 /// A 160x48 in-memory terminal.
 pub fn terminal() -> Terminal<TestBackend> {
     let Ok(terminal) = Terminal::new(TestBackend::new(WIDTH, HEIGHT));
