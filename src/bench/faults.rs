@@ -142,7 +142,7 @@ async fn stop_daemon(daemon: DaemonHandle, dir: &Path) {
 /// happened. The target is on the slowest round: each one is a keypress someone waits on.
 pub async fn measure(dir: &Path, effort: Effort) -> Result<Vec<Row>, String> {
     let mut rig = FaultRig::start(dir).await?;
-    let rounds = effort.pick(10, 3);
+    let rounds = effort.pick(20, 3);
     let timed = time_revert_all(&mut rig, rounds).await;
     rig.stop().await;
     let samples = timed?;

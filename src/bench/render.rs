@@ -213,7 +213,7 @@ pub fn measure(effort: Effort) -> Result<Vec<Row>, String> {
     for _ in 0..effort.pick(50, 10) {
         draw(&mut terminal, &state, &theme);
     }
-    let frames = effort.pick(1_000, 100);
+    let frames = effort.pick(2_000, 100);
     let samples = Samples::new(
         (0..frames)
             .map(|_| {
