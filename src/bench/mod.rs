@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BenchArgs {
-    /// Far fewer iterations (a few seconds instead of ~30): rougher figures.
+    /// Far fewer iterations: a few seconds instead of up to ~30, rougher figures.
     #[arg(long)]
     pub quick: bool,
 }
@@ -70,14 +70,6 @@ impl Samples {
 
     pub fn max(&self) -> Duration {
         self.0[self.0.len() - 1]
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -293,6 +285,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
         }
         Err(err) => failures.push(format!("tokio runtime: {err}")),
     }
+    // Each rig removed its own directory; drop the parent too when nothing else is in it.
+    let _ = std::fs::remove_dir(artifacts.join("bench"));
     println!();
     print!("{}", table(&rows));
     if failures.is_empty() {

@@ -455,3 +455,57 @@ async fn webhook(rig: &NetworkRig, effort: Effort) -> Result<Row, String> {
         )],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quick_run_measures_every_path_and_leaves_no_daemon_behind() {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".artifacts/test")
+            .join(format!("bench-network-{suffix}"));
+        let rig = NetworkRig::start(&dir).await.unwrap();
+        let proxied_echo = rig.proxied_echo;
+        let socket = crate::proxy::socket_path(&dir);
+        let rows = measure(&rig, Effort::Quick).await;
+        rig.stop().await;
+        let rows = rows.unwrap();
+
+        let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tcp proxy: added round trip, p50",
+                "tcp proxy: added round trip, p99",
+                "tcp proxy: bulk throughput",
+                "webhook forwarder: added p50",
+            ]
+        );
+        let Figure::Throughput {
+            bytes_per_sec,
+            share,
+            ..
+        } = rows[2].figure
+        else {
+            panic!("a throughput, got {:?}", rows[2].figure);
+        };
+        assert!(bytes_per_sec > 0.0 && share > 0.0);
+        assert!(
+            rows[2].context[1].contains("plain copy_bidirectional pipe"),
+            "{:?}",
+            rows[2].context
+        );
+
+        assert!(!dir.exists(), "the rig removed {}", dir.display());
+        assert!(
+            tokio::net::UnixStream::connect(&socket).await.is_err(),
+            "the daemon no longer answers"
+        );
+        assert!(
+            TcpStream::connect(proxied_echo).await.is_err(),
+            "the proxy listener is closed"
+        );
+    }
+}
