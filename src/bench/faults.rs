@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{Effort, Figure, Row, Samples, duration};
+use super::{Effort, Figure, Row, Samples, duration, stop_daemon};
 use crate::config::Config;
 use crate::faults::engine::{self, EngineHandle, FaultReport};
 use crate::faults::{FaultContext, FaultSpec};
@@ -133,15 +133,16 @@ impl FaultRig {
     }
 }
 
-async fn stop_daemon(daemon: DaemonHandle, dir: &Path) {
-    daemon.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 /// Starts a rig under `dir`, times `X` over a few rounds, and stops the daemon whatever
 /// happened. The target is on the slowest round: each one is a keypress someone waits on.
 pub async fn measure(dir: &Path, effort: Effort) -> Result<Vec<Row>, String> {
-    let mut rig = FaultRig::start(dir).await?;
+    let mut rig = match FaultRig::start(dir).await {
+        Ok(rig) => rig,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(dir);
+            return Err(err);
+        }
+    };
     let rounds = effort.pick(20, 3);
     let timed = time_revert_all(&mut rig, rounds).await;
     rig.stop().await;
@@ -172,4 +173,23 @@ async fn time_revert_all(rig: &mut FaultRig, rounds: usize) -> Result<Samples, S
         rig.expect_active(0).await?;
     }
     Ok(Samples::new(samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quick_run_reverts_all_nine_faults_each_round_and_cleans_up() {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".artifacts/test")
+            .join(format!("bench-faults-{suffix}"));
+        // Each round checks the daemon and the ledger hold nothing after `X`, or fails.
+        let rows = measure(&dir, Effort::Quick).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "X reverting 9 active faults, slowest");
+        assert!(rows[0].met().is_some(), "judged against its 1 s target");
+        assert!(!dir.exists(), "the rig removed {}", dir.display());
+    }
 }

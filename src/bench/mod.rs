@@ -238,6 +238,12 @@ pub fn runtime() -> std::io::Result<Runtime> {
         .build()
 }
 
+/// Stops a rig's in-process proxy daemon and removes the rig's directory.
+async fn stop_daemon(daemon: crate::proxy::DaemonHandle, dir: &Path) {
+    daemon.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A fresh directory name under `<artifacts>/bench/` for one rig.
 pub fn scratch_dir(artifacts: &Path, name: &str) -> PathBuf {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];

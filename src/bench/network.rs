@@ -21,7 +21,7 @@ use tokio::io::{self, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use super::{Effort, Figure, Row, Samples, duration};
+use super::{Effort, Figure, Row, Samples, duration, stop_daemon};
 use crate::proxy::{
     AttachOptions, Daemon, DaemonHandle, DaemonOptions, ListenerSet, ProxyClient, TcpListenerSpec,
     WebhookListenerSpec,
@@ -135,11 +135,6 @@ fn bound_listeners<const N: usize>(
             .ok_or_else(|| format!("the proxy daemon did not bind listener {name:?}"))?;
     }
     Ok(bound)
-}
-
-async fn stop_daemon(daemon: DaemonHandle, dir: &Path) {
-    daemon.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The rig's server tasks; dropping it stops them.
