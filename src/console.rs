@@ -59,6 +59,8 @@ pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
     if let Some(name) = &args.session {
         session::check_name(name).map_err(invalid)?;
     }
+    // Input first (its errors are the useful ones), then the terminal, then anything on disk.
+    require_terminal()?;
     let (name, dir) = session::create_dir(&config.console.artifacts, args.session.as_deref())
         .map_err(|e| {
             eprintln!(
@@ -118,6 +120,18 @@ pub fn finish(outcome: Result<Vec<String>, String>) -> ExitCode {
             eprintln!("gameday: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The console draws on a terminal; without one (a pipe, CI) say what to use instead.
+pub fn require_terminal() -> Result<(), ExitCode> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(invalid(
+            "the console needs a terminal; without one use `gameday run SCENARIO` or `gameday snapshot`",
+        ))
     }
 }
 

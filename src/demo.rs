@@ -68,6 +68,12 @@ pub fn main(args: DemoArgs) -> ExitCode {
             args.rate
         ));
     }
+    // Without a terminal there is no console to open: fail before starting anything.
+    if !args.headless
+        && let Err(code) = crate::console::require_terminal()
+    {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,8 +94,11 @@ pub fn main(args: DemoArgs) -> ExitCode {
             }
         };
         let code = if args.headless {
-            println!("ready: config {}", demo.config_path.display());
-            println!("the lab is up; run `gameday --config {}` in another terminal; Ctrl-C stops the demo", demo.config_path.display());
+            say(&format!("ready: config {}", demo.config_path.display()));
+            say(&format!(
+                "the lab is up; run `gameday --config {}` in another terminal; Ctrl-C stops the demo",
+                demo.config_path.display()
+            ));
             wait_for_stop_signal().await;
             ExitCode::SUCCESS
         } else {
@@ -103,7 +112,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
                 Err(code) => code,
             }
         };
-        println!("stopping the demo…");
+        say("stopping the demo…");
         demo.down().await;
         code
     });
@@ -137,7 +146,14 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn step(what: &str) {
-    println!("demo: {what}");
+    say(&format!("demo: {what}"));
+}
+
+/// A line on stdout. Whoever started us may have stopped reading (a closed pipe): the demo must
+/// still shut down cleanly, so a failed write is ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 impl Demo {
@@ -168,6 +184,7 @@ impl Demo {
 
         let ports = Layout {
             dir: dir.clone(),
+            repo: std::env::current_dir().map_err(|e| e.to_string())?,
             nats_bin: nats_bin.clone(),
             nats_dir: nats.dir().to_path_buf(),
             nats_port: nats.port(),
@@ -262,6 +279,8 @@ impl Demo {
 /// Where everything of a demo lives: enough to write its config.
 struct Layout {
     dir: PathBuf,
+    /// Where the shipped scenarios and themes are (the directory the demo runs in).
+    repo: PathBuf,
     nats_bin: PathBuf,
     nats_dir: PathBuf,
     nats_port: u16,
@@ -278,6 +297,7 @@ struct Layout {
 pub fn sample_config_text() -> String {
     let dir = PathBuf::from(".artifacts/demo");
     config_text(&Layout {
+        repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         nats_bin: PathBuf::from("/usr/sbin/nats-server"),
         nats_dir: dir.join("nats"),
         nats_port: 4222,
@@ -326,8 +346,8 @@ fn config_text(l: &Layout) -> String {
 
 [console]
 artifacts = "{dir}"
-scenarios = "scenarios"
-themes = "themes"
+scenarios = "{scenarios}"
+themes = "{themes}"
 
 [nats]
 url = "nats://127.0.0.1:{nats_proxy}"
@@ -478,6 +498,8 @@ rate = 200
 duration = "1m"
 "#,
         dir = l.dir.display(),
+        scenarios = l.repo.join("scenarios").display(),
+        themes = l.repo.join("themes").display(),
         nats_proxy = l.nats_proxy,
         monitor = l.nats_monitor,
         pg_port = l.pg_port,

@@ -339,7 +339,11 @@ value = 300
 #[test]
 fn gameday_check_validates_the_shipped_scenarios_and_names_a_broken_one() {
     let dir = test_dir("check-scenarios");
-    let config = gameday::demo::sample_config_text();
+    // The demo points at the repo's scenarios; this one reads its own, next to the config.
+    let shipped_dir = format!("scenarios = \"{}/scenarios\"", env!("CARGO_MANIFEST_DIR"));
+    let config =
+        gameday::demo::sample_config_text().replace(&shipped_dir, "scenarios = \"scenarios\"");
+    assert!(config.contains("scenarios = \"scenarios\""));
     std::fs::write(dir.join("gameday.toml"), config).unwrap();
     std::fs::create_dir_all(dir.join("scenarios")).unwrap();
     for name in SCENARIOS {

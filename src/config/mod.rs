@@ -52,9 +52,9 @@ pub struct ConsoleConfig {
     pub history: Dur,
     /// Where sessions, the ledger and logs go.
     pub artifacts: PathBuf,
-    /// Where scenario files live.
+    /// Where scenario files live (relative paths: to the config file's directory).
     pub scenarios: PathBuf,
-    /// Where theme files live.
+    /// Where theme files live (relative paths: to the config file's directory).
     pub themes: PathBuf,
     /// Redraw at most this many times a second.
     pub max_fps: u32,
@@ -305,6 +305,14 @@ impl Config {
         };
         let catalog = faults::catalog(doc, &raw.fault, &targets, &containers, &processes)?;
         check_listen_addresses(doc, &raw)?;
+        // Scenarios and themes belong with the config that names their faults and metrics.
+        if let Some(dir) = doc.file().parent().filter(|d| !d.as_os_str().is_empty()) {
+            for path in [&mut raw.console.scenarios, &mut raw.console.themes] {
+                if path.is_relative() {
+                    *path = dir.join(&*path);
+                }
+            }
+        }
         let redactor = Redactor::new(collect_secrets(&raw));
         Ok(Config {
             file: doc.file().to_path_buf(),

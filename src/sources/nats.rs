@@ -503,13 +503,11 @@ mod tests {
     use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
     use async_nats::jetstream::stream;
     use futures::StreamExt;
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::services::testing::test_dir;
     use crate::services::{NatsOptions, NatsServer};
-    use crate::sources::CHANNEL_CAPACITY;
-    use crate::sources::spawn::testing::Watch;
+    use crate::sources::spawn::testing::Running;
     use crate::toml_input::Dur;
 
     /// The claim under test: down within 3 s of a stop or a freeze.
@@ -534,37 +532,8 @@ mod tests {
         }
     }
 
-    struct Running {
-        watch: Watch,
-        cancel: CancellationToken,
-        task: tokio::task::JoinHandle<()>,
-    }
-
     fn start_source(config: NatsConfig, interval: Duration) -> Running {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(
-            config,
-            interval,
-            Redactor::default(),
-            tx,
-            cancel.clone(),
-        ));
-        Running {
-            watch: Watch::new(rx),
-            cancel,
-            task,
-        }
-    }
-
-    impl Running {
-        async fn stop(self) {
-            self.cancel.cancel();
-            tokio::time::timeout(Duration::from_secs(5), self.task)
-                .await
-                .expect("the source stops when cancelled")
-                .unwrap();
-        }
+        Running::spawn(|tx, cancel| run(config, interval, Redactor::default(), tx, cancel))
     }
 
     /// A stream `name` on `name.>` with a durable pull consumer that must ack explicitly.

@@ -216,6 +216,39 @@ pub(crate) mod testing {
 
     use crate::sources::{SourceEvent, SourceStatus};
 
+    /// A source running on its own task, with a `Watch` on what it sends.
+    pub(crate) struct Running {
+        pub(crate) watch: Watch,
+        cancel: tokio_util::sync::CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        /// Starts `source(tx, cancel)`, e.g. `|tx, cancel| nats::run(config, interval, redactor, tx, cancel)`.
+        pub(crate) fn spawn<F, Fut>(source: F) -> Running
+        where
+            F: FnOnce(crate::sources::SourceTx, tokio_util::sync::CancellationToken) -> Fut,
+            Fut: std::future::Future<Output = ()> + Send + 'static,
+        {
+            let (tx, rx) = mpsc::channel(crate::sources::CHANNEL_CAPACITY);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(source(tx, cancel.clone()));
+            Running {
+                watch: Watch::new(rx),
+                cancel,
+                task,
+            }
+        }
+
+        pub(crate) async fn stop(self) {
+            self.cancel.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("the source stops when cancelled")
+                .unwrap();
+        }
+    }
+
     /// The latest status and the latest value of every key a source sent.
     pub(crate) struct Watch {
         rx: mpsc::Receiver<SourceEvent>,

@@ -1,0 +1,120 @@
+//! `gameday demo`: one command brings the lab up with the console on it; `gameday check` finds
+//! every target of the generated config reachable; and quitting leaves no server behind.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{Console, GAMEDAY, gameday, test_dir, wait_until};
+
+/// Processes (other than this test) whose command line mentions `dir`.
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // A zombie waits for its parent to reap it; it runs nothing.
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_demo_opens_the_console_on_a_live_lab_and_quitting_leaves_nothing_running() {
+    let dir = test_dir("demo-quit");
+    let dir_arg = dir.display().to_string();
+    let mut console = Console::spawn(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["demo", "--dir", &dir_arg],
+        160,
+        48,
+    );
+    // Tasks flow: the consumer, the pool and the webhook show real data.
+    console.wait_for("TASKS/workers", Duration::from_secs(90));
+    console.wait_for("task-tracker", Duration::from_secs(10));
+    wait_until("webhook latencies appear", Duration::from_secs(20), || {
+        console
+            .screen()
+            .lines()
+            .any(|l| l.contains("telegram") && l.contains("p50") && !l.contains("p50 –"))
+    });
+    assert!(
+        !processes_under(&dir).is_empty(),
+        "the servers run while the demo does"
+    );
+    console.keys("q");
+    let status = console.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    wait_until(
+        "no nats-server, postgres or proxy daemon is left",
+        Duration::from_secs(10),
+        || processes_under(&dir).is_empty(),
+    );
+}
+
+#[test]
+fn check_finds_every_target_of_the_demo_config_reachable() {
+    let dir = test_dir("demo-check");
+    let dir_arg = dir.display().to_string();
+    let mut demo = Command::new(GAMEDAY)
+        .args(["demo", "--headless", "--dir", &dir_arg])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Reading stops at the ready line: the demo must cope with nobody reading its stdout.
+    let stdout = demo.stdout.take().unwrap();
+    let config = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string))
+        .expect("the demo says where its config is");
+    let out = gameday(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["check", "--config", &config],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["nats", "postgres", "probe", "webhook", "proxy"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(kind) && l.contains("✔ reachable")),
+            "{kind} reachable:\n{text}"
+        );
+    }
+    assert!(!text.contains('✖'), "{text}");
+    kill(Pid::from_raw(demo.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(demo.wait().unwrap().success());
+    wait_until(
+        "the headless demo leaves nothing running",
+        Duration::from_secs(10),
+        || processes_under(&dir).is_empty(),
+    );
+}
