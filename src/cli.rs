@@ -42,6 +42,8 @@ pub enum Command {
     Lab(crate::lab::LabArgs),
     /// Run the lab's Telegram-like webhook sink.
     LabSink(crate::lab::SinkArgs),
+    /// Measure the performance targets on this machine and print each figure next to its target.
+    Bench(crate::bench::BenchArgs),
     /// Manage the proxy daemon that carries proxied and webhook traffic.
     Proxy {
         #[command(subcommand)]
@@ -121,6 +123,7 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(args)) => crate::demo::main(args),
         Some(Command::Lab(args)) => crate::lab::main(args),
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
+        Some(Command::Bench(args)) => crate::bench::main(args),
         Some(Command::Proxy { command }) => match command {
             ProxyCommand::Daemon(args) => crate::proxy::daemon_main(args),
             ProxyCommand::Status(args) => crate::proxy::status_main(args),

@@ -2,6 +2,7 @@
 //! PostgreSQL and outgoing webhooks. See ARCHITECTURE.md for the data flow.
 
 pub mod app;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;
