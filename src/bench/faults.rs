@@ -20,22 +20,23 @@ pub const REVERT_ALL_BUDGET: Duration = Duration::from_secs(1);
 /// How long one inject or revert report may take before the measurement gives up.
 const REPORT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A fault engine wired to an in-process proxy daemon with one proxy per fault.
-struct FaultRig {
-    engine: EngineHandle,
-    reports: mpsc::Receiver<FaultReport>,
-    ledger: Ledger,
-    client: Arc<ProxyClient>,
+/// A fault engine wired to an in-process proxy daemon with `proxies` proxies named `p0`, `p1`…
+/// (the engine's own tests use it too).
+pub(crate) struct FaultRig {
+    pub(crate) engine: EngineHandle,
+    pub(crate) reports: mpsc::Receiver<FaultReport>,
+    pub(crate) ledger: Ledger,
+    pub(crate) client: Arc<ProxyClient>,
     daemon: DaemonHandle,
     dir: PathBuf,
 }
 
 impl FaultRig {
-    async fn start(dir: &Path) -> Result<FaultRig, String> {
+    pub(crate) async fn start(dir: &Path, proxies: usize) -> Result<FaultRig, String> {
         std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
         // Upstream port 9 (discard) needs nothing listening: no traffic flows, only faults.
         let mut text = format!("[console]\nartifacts = {:?}\n", dir.display().to_string());
-        for i in 0..ACTIVE_FAULTS {
+        for i in 0..proxies {
             text.push_str(&format!(
                 "[[proxy]]\nname = \"p{i}\"\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:9\"\n"
             ));
@@ -87,13 +88,10 @@ impl FaultRig {
         }
         let mut applied = 0;
         while applied < ACTIVE_FAULTS {
-            let report = tokio::time::timeout(REPORT_DEADLINE, self.reports.recv())
-                .await
-                .map_err(|_| format!("no fault report within {REPORT_DEADLINE:?}"))?
-                .ok_or("the fault engine stopped")?;
+            let report = self.next_report().await?;
             match report.phase {
                 FaultPhase::Applied => applied += 1,
-                FaultPhase::Failed => {
+                FaultPhase::Failed | FaultPhase::Refused => {
                     return Err(format!("injecting {}: {}", report.name, report.detail));
                 }
                 _ => {}
@@ -126,7 +124,15 @@ impl FaultRig {
         }
     }
 
-    async fn stop(self) {
+    /// The next report, within the deadline.
+    pub(crate) async fn next_report(&mut self) -> Result<FaultReport, String> {
+        tokio::time::timeout(REPORT_DEADLINE, self.reports.recv())
+            .await
+            .map_err(|_| format!("no fault report within {REPORT_DEADLINE:?}"))?
+            .ok_or_else(|| "the fault engine stopped".to_string())
+    }
+
+    pub(crate) async fn stop(self) {
         drop(self.engine);
         drop(self.client);
         stop_daemon(self.daemon, &self.dir).await;
@@ -136,7 +142,7 @@ impl FaultRig {
 /// Starts a rig under `dir`, times `X` over a few rounds, and stops the daemon whatever
 /// happened. The target is on the slowest round: each one is a keypress someone waits on.
 pub async fn measure(dir: &Path, effort: Effort) -> Result<Vec<Row>, String> {
-    let mut rig = match FaultRig::start(dir).await {
+    let mut rig = match FaultRig::start(dir, ACTIVE_FAULTS).await {
         Ok(rig) => rig,
         Err(err) => {
             let _ = std::fs::remove_dir_all(dir);
