@@ -558,8 +558,8 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
             _ = tick.tick() => r.app.handle(Event::Tick),
             _ = frame.tick() => {
                 if r.app.take_dirty() {
-                    let theme = themes.get(&r.app.state.ui.theme.clone()).clone();
-                    guard.terminal.draw(|f| crate::ui::render(f, &r.app.state, &theme)).map_err(|e| format!("draw: {e}"))?;
+                    let theme = themes.get(&r.app.state.ui.theme);
+                    guard.terminal.draw(|f| crate::ui::render(f, &r.app.state, theme)).map_err(|e| format!("draw: {e}"))?;
                 }
             }
         }
@@ -633,8 +633,8 @@ fn run_effect(
     }
 }
 
-/// For `FaultPhase` users outside: a reverted-by-recovery line.
-pub fn recovered_event(id: &str, name: &str, target: &str) -> EventKind {
+/// The timeline line for a fault reverted at start-up from a killed console's ledger.
+fn recovered_event(id: &str, name: &str, target: &str) -> EventKind {
     EventKind::Fault {
         id: id.into(),
         name: name.into(),
