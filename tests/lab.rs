@@ -137,6 +137,18 @@ impl Bench {
             .expect("stats JSON")
     }
 
+    /// `GET /health` as JSON.
+    async fn health(&self, lab: &LabHandle) -> Value {
+        self.http
+            .get(format!("{}/health", lab.url()))
+            .send()
+            .await
+            .expect("GET /health")
+            .json()
+            .await
+            .expect("health JSON")
+    }
+
     async fn received(&self) -> Received {
         self.http
             .get(format!("{}/received", self.sink.url()))
@@ -172,6 +184,25 @@ async fn submit(http: &reqwest::Client, lab_url: &str, title: &str) -> Submissio
         body,
         elapsed: started.elapsed(),
     }
+}
+
+/// A 503 with a JSON error about the database, within `bound` (+ scheduling slack).
+fn assert_refused_fast(refused: &Submission, bound: Duration) {
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("database")),
+        "a JSON error about the database: {refused:?}"
+    );
+    assert!(
+        refused.elapsed <= bound + Duration::from_millis(500),
+        "{refused:?}"
+    );
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `limit` with what it saw last.
@@ -614,32 +645,10 @@ async fn with_broker_and_database_down_the_api_answers_503_within_its_bound() {
     let first = submit(&bench.http, &lab.url(), "nowhere to go").await;
     let second = submit(&bench.http, &lab.url(), "still nowhere").await;
     for refused in [&first, &second] {
-        assert_eq!(
-            refused.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{refused:?}"
-        );
-        assert!(
-            refused.body["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("database")),
-            "a JSON error: {refused:?}"
-        );
-        assert!(
-            refused.elapsed <= bound + Duration::from_millis(500),
-            "{refused:?}"
-        );
+        assert_refused_fast(refused, bound);
     }
     let started = Instant::now();
-    let health: Value = bench
-        .http
-        .get(format!("{}/health", lab.url()))
-        .send()
-        .await
-        .expect("GET /health")
-        .json()
-        .await
-        .expect("health JSON");
+    let health = bench.health(&lab).await;
     assert_eq!(
         (
             health["nats"]["status"].as_str(),
@@ -760,32 +769,10 @@ async fn pool_exhaustion_answers_503_within_the_bound_and_recovers() {
 
     for n in 0..3 {
         let refused = submit(&bench.http, &lab.url(), &format!("during exhaustion {n}")).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{refused:?}"
-        );
-        assert!(
-            refused.body["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("database")),
-            "{refused:?}"
-        );
-        assert!(
-            refused.elapsed <= bound + Duration::from_millis(500),
-            "{refused:?}"
-        );
+        assert_refused_fast(&refused, bound);
     }
     let started = Instant::now();
-    let health: Value = bench
-        .http
-        .get(format!("{}/health", lab.url()))
-        .send()
-        .await
-        .expect("GET /health")
-        .json()
-        .await
-        .expect("health JSON");
+    let health = bench.health(&lab).await;
     assert!(
         started.elapsed() <= bound,
         "health answers within its bound"
