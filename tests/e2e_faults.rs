@@ -265,25 +265,11 @@ impl TaskTracker {
     }
 
     async fn stats(&self) -> StatsSnapshot {
-        self.http
-            .get(format!("{}/stats", self.lab.url()))
-            .send()
-            .await
-            .expect("GET /stats")
-            .json()
-            .await
-            .expect("stats JSON")
+        support::get_json(&self.http, format!("{}/stats", self.lab.url())).await
     }
 
     async fn received(&self) -> Received {
-        self.http
-            .get(format!("{}/received", self.sink.url()))
-            .send()
-            .await
-            .expect("GET /received")
-            .json()
-            .await
-            .expect("received JSON")
+        support::get_json(&self.http, format!("{}/received", self.sink.url())).await
     }
 
     /// Waits until every task in `ids` is stored, notified and its notification has reached the

@@ -1,6 +1,10 @@
 //! End-to-end tests of the lab target against a real nats-server, a real PostgreSQL and the
 //! real webhook sink, all on 127.0.0.1.
 
+mod support;
+
+use support::test_dir;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,16 +24,6 @@ use tokio_util::sync::CancellationToken;
 const ROLE: &str = "tracker";
 const PASSWORD: &str = "tracker-pw";
 const DATABASE: &str = "tasks";
-
-/// A fresh directory for one test: `<repo>/.artifacts/test/<name>-<unique suffix>/`.
-fn test_dir(name: &str) -> PathBuf {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".artifacts/test")
-        .join(format!("{name}-{}", &suffix[..8]));
-    std::fs::create_dir_all(&dir).expect("create the test directory");
-    dir
-}
 
 /// Real servers for one test: nats-server with JetStream, PostgreSQL with the lab's role and
 /// database, and the webhook sink.
@@ -127,37 +121,16 @@ impl Bench {
     }
 
     async fn stats(&self, lab: &LabHandle) -> StatsSnapshot {
-        self.http
-            .get(format!("{}/stats", lab.url()))
-            .send()
-            .await
-            .expect("GET /stats")
-            .json()
-            .await
-            .expect("stats JSON")
+        support::get_json(&self.http, format!("{}/stats", lab.url())).await
     }
 
     /// `GET /health` as JSON.
     async fn health(&self, lab: &LabHandle) -> Value {
-        self.http
-            .get(format!("{}/health", lab.url()))
-            .send()
-            .await
-            .expect("GET /health")
-            .json()
-            .await
-            .expect("health JSON")
+        support::get_json(&self.http, format!("{}/health", lab.url())).await
     }
 
     async fn received(&self) -> Received {
-        self.http
-            .get(format!("{}/received", self.sink.url()))
-            .send()
-            .await
-            .expect("GET /received")
-            .json()
-            .await
-            .expect("received JSON")
+        support::get_json(&self.http, format!("{}/received", self.sink.url())).await
     }
 }
 

@@ -180,6 +180,19 @@ impl Drop for Console {
     }
 }
 
+/// `GET url` as JSON of type `T`; panics with the URL on any failure.
+pub async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not the JSON expected: {e}"))
+}
+
 /// Runs `gameday <args>` in `dir` to completion.
 pub fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(GAMEDAY)
