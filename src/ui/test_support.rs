@@ -688,3 +688,26 @@ pub fn find_in(buf: &Buffer, area: Rect, needle: &str) -> Option<Position> {
     }
     None
 }
+
+/// The standard snapshots of one panel: both reference sizes and zoomed. A macro so the snapshots
+/// keep the calling panel's module in their names.
+macro_rules! panel_snapshots {
+    ($panel:expr, $name:literal) => {
+        #[test]
+        fn snapshots_at_both_sizes_and_zoomed() {
+            use $crate::ui::test_support::{SIZES, panel_text, state};
+            let mut state = state();
+            for (w, h) in SIZES {
+                insta::assert_snapshot!(
+                    format!(concat!($name, "_{}x{}"), w, h),
+                    panel_text(&mut state, $panel, w, h, false)
+                );
+            }
+            insta::assert_snapshot!(
+                concat!($name, "_zoomed_160x48"),
+                panel_text(&mut state, $panel, 160, 48, true)
+            );
+        }
+    };
+}
+pub(crate) use panel_snapshots;

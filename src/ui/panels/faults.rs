@@ -405,20 +405,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("faults_{w}x{h}"),
-                panel_text(&mut state, Panel::Faults, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "faults_zoomed_160x48",
-            panel_text(&mut state, Panel::Faults, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Faults, "faults");
 
     #[test]
     fn an_empty_catalog_says_how_to_add_one_and_notices_are_shown() {

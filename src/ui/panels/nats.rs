@@ -252,20 +252,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("nats_{w}x{h}"),
-                panel_text(&mut state, Panel::Nats, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "nats_zoomed_160x48",
-            panel_text(&mut state, Panel::Nats, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Nats, "nats");
 
     #[test]
     fn the_lag_over_its_crit_threshold_is_in_the_crit_colour_with_its_symbol() {

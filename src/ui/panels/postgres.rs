@@ -412,20 +412,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("postgres_{w}x{h}"),
-                panel_text(&mut state, Panel::Postgres, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "postgres_zoomed_160x48",
-            panel_text(&mut state, Panel::Postgres, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Postgres, "postgres");
 
     #[test]
     fn a_pool_near_its_limit_warns_and_a_full_one_is_crit() {

@@ -213,20 +213,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("probes_{w}x{h}"),
-                panel_text(&mut state, Panel::Probes, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "probes_zoomed_160x48",
-            panel_text(&mut state, Panel::Probes, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Probes, "probes");
 
     #[test]
     fn ok_fail_and_down_each_have_a_symbol_and_a_colour() {

@@ -120,20 +120,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("timeline_{w}x{h}"),
-                panel_text(&mut state, Panel::Timeline, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "timeline_zoomed_160x48",
-            panel_text(&mut state, Panel::Timeline, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Timeline, "timeline");
 
     #[test]
     fn newest_is_at_the_bottom_and_scrolling_back_says_what_is_hidden() {

@@ -208,20 +208,7 @@ mod tests {
     use crate::ui::test_support::*;
     use ratatui::layout::Rect;
 
-    #[test]
-    fn snapshots_at_both_sizes_and_zoomed() {
-        let mut state = state();
-        for (w, h) in SIZES {
-            insta::assert_snapshot!(
-                format!("webhooks_{w}x{h}"),
-                panel_text(&mut state, Panel::Webhooks, w, h, false)
-            );
-        }
-        insta::assert_snapshot!(
-            "webhooks_zoomed_160x48",
-            panel_text(&mut state, Panel::Webhooks, 160, 48, true)
-        );
-    }
+    crate::ui::test_support::panel_snapshots!(Panel::Webhooks, "webhooks");
 
     #[test]
     fn p95_over_warn_is_warned_and_a_down_webhook_is_dimmed_with_its_reason() {
