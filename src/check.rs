@@ -39,15 +39,9 @@ pub fn main(config_path: Option<&std::path::Path>) -> ExitCode {
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::console::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let rows = runtime.block_on(targets(&config));
     print!("{}", format_rows(&rows));

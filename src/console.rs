@@ -91,15 +91,9 @@ pub fn main(args: ConsoleArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(run(prepared));
     // Background tasks (sources, subscriptions) end with the runtime.
@@ -133,6 +127,17 @@ pub fn require_terminal() -> Result<(), ExitCode> {
             "the console needs a terminal; without one use `gameday run SCENARIO` or `gameday snapshot`",
         ))
     }
+}
+
+/// The multi-thread runtime every command runs on, or the one-line reason it could not start.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("gameday: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Loads the config or prints the one-line error (exit code 2).
@@ -227,15 +232,9 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let ledger = match Ledger::new(&config.console.artifacts) {

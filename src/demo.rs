@@ -74,15 +74,9 @@ pub fn main(args: DemoArgs) -> ExitCode {
     {
         return code;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::console::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday demo: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(async {
         let demo = match Demo::up(&args.dir, args.rate, !args.no_graceful_degradation).await {

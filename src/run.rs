@@ -69,15 +69,9 @@ pub fn main(args: RunArgs) -> ExitCode {
         eprintln!("gameday: cannot open the log file: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::console::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let session = Session {
         name,

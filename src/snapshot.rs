@@ -110,15 +110,9 @@ pub fn main(
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::console::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gameday: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let collected = runtime.block_on(collect(&config, duration, Duration::from_secs(10)));
     let latest = collected.metrics.latest();
