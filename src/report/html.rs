@@ -442,28 +442,11 @@ fn metrics_table(h: &mut String, r: &Report) {
          <th>last</th><th>time ≥ warn</th><th>time ≥ crit</th></tr>\n",
     );
     for m in &r.metrics {
-        let above = |ms: u64| {
-            if m.threshold.is_some() {
-                fmt_ms(ms)
-            } else {
-                "–".into()
-            }
-        };
-        let st = &m.stats;
-        let _ = writeln!(
-            h,
-            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            Esc(&m.key),
-            fmt_value(st.min),
-            fmt_value(st.p50),
-            fmt_value(st.p95),
-            fmt_value(st.max),
-            fmt_value(st.last),
-            above(m.time_above_warn_ms),
-            above(m.time_above_crit_ms)
-        );
+        let _ = write!(h, "<tr><td><code>{}</code></td>", Esc(&m.key));
+        for cell in m.cells() {
+            let _ = write!(h, "<td class=\"num\">{cell}</td>");
+        }
+        h.push_str("</tr>\n");
     }
     h.push_str("</table>\n</section>\n");
 }

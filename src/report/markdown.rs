@@ -241,26 +241,7 @@ pub fn to_markdown(r: &Report) -> String {
             "| metric | min | p50 | p95 | max | last | time ≥ warn | time ≥ crit |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         for m in &r.metrics {
-            let above = |ms: u64| {
-                if m.threshold.is_some() {
-                    fmt_ms(ms)
-                } else {
-                    "–".into()
-                }
-            };
-            let st = &m.stats;
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
-                m.key,
-                fmt_value(st.min),
-                fmt_value(st.p50),
-                fmt_value(st.p95),
-                fmt_value(st.max),
-                fmt_value(st.last),
-                above(m.time_above_warn_ms),
-                above(m.time_above_crit_ms)
-            );
+            let _ = writeln!(md, "| `{}` | {} |", m.key, m.cells().join(" | "));
         }
         let _ = writeln!(md);
     }

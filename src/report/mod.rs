@@ -175,6 +175,30 @@ pub struct MetricSummary {
     pub time_above_crit_ms: u64,
 }
 
+impl MetricSummary {
+    /// The table cells after the key, as every renderer shows them: min, p50, p95, max, last,
+    /// time at or above warn, time at or above crit ("–" without a threshold).
+    pub fn cells(&self) -> [String; 7] {
+        let above = |ms: u64| {
+            if self.threshold.is_some() {
+                fmt_ms(ms)
+            } else {
+                "–".into()
+            }
+        };
+        let st = &self.stats;
+        [
+            timeline::fmt_value(st.min),
+            timeline::fmt_value(st.p50),
+            timeline::fmt_value(st.p95),
+            timeline::fmt_value(st.max),
+            timeline::fmt_value(st.last),
+            above(self.time_above_warn_ms),
+            above(self.time_above_crit_ms),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Annotation {
     pub at: DateTime<Utc>,
