@@ -139,14 +139,14 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("msgs", 7, 1),
     ];
     let kept = columns::fit(&cols, body.width, super::MIN_CHART_WIDTH);
-    let chart_x = columns::draw_header(buf, row(body, 0), &cols, &kept, theme.muted());
-    if chart_x < body.right() {
-        put_spans(
-            buf,
-            Rect::new(chart_x, body.y, body.right() - chart_x, 1),
-            &[Span::styled("pending, 5m", theme.muted())],
-        );
-    }
+    columns::draw_header(
+        buf,
+        row(body, 0),
+        &cols,
+        &kept,
+        theme.muted(),
+        "pending, 5m",
+    );
 
     let list = below(body, 1);
     let plan = plan_rows(items.len(), list.height, 1, ctx.max_chart_rows());

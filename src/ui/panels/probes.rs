@@ -17,7 +17,7 @@ use crate::state::Panel;
 use crate::ui::format;
 use crate::ui::widgets::badge::{self, Health};
 use crate::ui::widgets::columns::{self, Column};
-use crate::ui::widgets::text::{put_spans, put_wrapped};
+use crate::ui::widgets::text::put_wrapped;
 
 use super::{
     CHART_WINDOW_MS, Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows,
@@ -70,14 +70,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("ok%", 5, 1),
     ];
     let kept = columns::fit(&cols, body.width, super::MIN_CHART_WIDTH);
-    let chart_x = columns::draw_header(buf, row(body, 0), &cols, &kept, theme.muted());
-    if chart_x < body.right() {
-        put_spans(
-            buf,
-            Rect::new(chart_x, body.y, body.right() - chart_x, 1),
-            &[Span::styled("last 5m", theme.muted())],
-        );
-    }
+    columns::draw_header(buf, row(body, 0), &cols, &kept, theme.muted(), "last 5m");
 
     let list = below(body, 1);
     let plan = plan_rows(probes.len(), list.height, 1, ctx.max_chart_rows());

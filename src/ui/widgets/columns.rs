@@ -99,19 +99,25 @@ pub fn draw_row(
     x.min(row.right())
 }
 
-/// The column titles, in `style`.
+/// The column titles, and the chart's title after them, in `style`; returns where the chart starts.
 pub fn draw_header(
     buf: &mut Buffer,
     row: Rect,
     columns: &[Column],
     kept: &[usize],
     style: Style,
+    chart_title: &str,
 ) -> u16 {
     let cells: Vec<Vec<Span<'_>>> = columns
         .iter()
         .map(|c| vec![Span::styled(c.title, style)])
         .collect();
-    draw_row(buf, row, columns, kept, &cells)
+    let chart_x = draw_row(buf, row, columns, kept, &cells);
+    if chart_x < row.right() {
+        let chart = Rect::new(chart_x, row.y, row.right() - chart_x, 1);
+        super::text::put_spans(buf, chart, &[Span::styled(chart_title, style)]);
+    }
+    chart_x
 }
 
 #[cfg(test)]
