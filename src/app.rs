@@ -40,6 +40,8 @@ pub enum Event {
     ReportWritten(Result<Vec<PathBuf>, String>),
     /// A fault moved a step (from the fault engine).
     Fault(FaultReport),
+    /// Other consoles' faults, as the shared ledger lists them now.
+    Others(Vec<crate::faults::engine::ForeignFault>),
 }
 
 /// Work the console loop runs off the UI thread.
@@ -58,6 +60,10 @@ pub enum Effect {
         cause: Cause,
     },
     RevertAll {
+        cause: Cause,
+    },
+    /// This console's faults and every other console's.
+    RevertEveryone {
         cause: Cause,
     },
 }
@@ -146,6 +152,10 @@ impl App {
                 self.toast(ToastKind::Error, format!("export failed: {e}"))
             }
             Event::Fault(report) => self.on_fault(report),
+            Event::Others(others) => {
+                self.state.faults.others = others;
+                self.dirty = true;
+            }
         }
     }
 
@@ -510,6 +520,37 @@ impl App {
                     );
                 }
             }
+            Action::RevertEveryone => {
+                let others = self.state.faults.others.len();
+                let mine = self.state.faults.active.len();
+                if others + mine == 0 {
+                    self.toast(ToastKind::Info, "no active faults on any console".into());
+                    return;
+                }
+                let owners: std::collections::BTreeSet<&str> = self
+                    .state
+                    .faults
+                    .others
+                    .iter()
+                    .map(|o| o.owner.as_str())
+                    .collect();
+                self.state.ui.mode = Mode::Confirm(Confirm {
+                    title: "Revert EVERYONE's faults?".into(),
+                    lines: vec![
+                        format!("{mine} of this console's and {others} of other consoles'."),
+                        format!(
+                            "Other owners: {}",
+                            if owners.is_empty() {
+                                "none".to_string()
+                            } else {
+                                owners.into_iter().collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                        "Their consoles will show them reverted.".into(),
+                    ],
+                    action: PendingAction::RevertEveryone,
+                });
+            }
             Action::RevertSelected => {
                 let selected = self
                     .state
@@ -623,6 +664,12 @@ impl App {
                 });
             }
             PendingAction::RunScenario { path } => self.start_scenario(&path),
+            PendingAction::RevertEveryone => {
+                self.effects.push(Effect::RevertEveryone {
+                    cause: Cause::Everyone,
+                });
+                self.toast(ToastKind::Info, "reverting every console's faults…".into());
+            }
             PendingAction::ResumeScenario => {
                 let now = self.state.now_ms;
                 if let Some(run) = &mut self.state.scenario {

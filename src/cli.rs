@@ -44,6 +44,9 @@ pub enum Command {
     LabSink(crate::lab::SinkArgs),
     /// Measure the performance targets on this machine and print each figure next to its target.
     Bench(crate::bench::BenchArgs),
+    /// The dead-man agent a console starts for itself (reverts its faults if it dies or hangs).
+    #[command(hide = true)]
+    Guard(crate::guard::GuardArgs),
     /// Manage the proxy daemon that carries proxied and webhook traffic.
     Proxy {
         #[command(subcommand)]
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
         Some(Command::Lab(args)) => crate::lab::main(args),
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
         Some(Command::Bench(args)) => crate::bench::main(args),
+        Some(Command::Guard(args)) => crate::guard::main(args),
         Some(Command::Proxy { command }) => match command {
             ProxyCommand::Daemon(args) => crate::proxy::daemon_main(args),
             ProxyCommand::Status(args) => crate::proxy::status_main(args),

@@ -1,7 +1,9 @@
-//! `gameday console`: wires config, sources, the proxy daemon, the fault engine, the app and the
-//! terminal into one event loop, and guarantees the way out: every fault is reverted and the
-//! report written on quit, Ctrl-C, SIGTERM, SIGHUP and panic. (After SIGKILL the ledger does it
-//! at the next start.)
+//! `gameday console`: wires config, sources, the proxy daemon, the fault engine, the dead-man
+//! agent, the app and the terminal into one event loop, and guarantees the way out: every fault
+//! is reverted, then the report written, on quit, Ctrl-C, SIGTERM, a hangup (terminal gone:
+//! every write to it fails, and none of those failures may stop the reverts) and panic. A
+//! console that dies anyway (SIGKILL, OOM) or stops answering is covered by its dead-man agent
+//! (`guard`), and after that by the next start or `gameday recover`.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -18,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Effect, Event};
 use crate::cli::ConsoleArgs;
 use crate::config::Config;
-use crate::faults::engine::{self, EngineHandle, FaultReport};
+use crate::faults::engine::{self, EngineHandle, FaultReport, ForeignFault};
+use crate::faults::recovery::{describe_entry, revert_entries};
 use crate::faults::{self, FaultContext};
-use crate::ledger::{Ledger, LedgerEntry};
-use crate::proxy::{ListenerSet, ProxyClient, TcpListenerSpec, WebhookListenerSpec};
+use crate::guard::Guard;
+use crate::ledger::{ConsoleLock, Ledger, LedgerEntry, Owner};
+use crate::proxy::{AttachOptions, ListenerSet, ProxyClient, TcpListenerSpec, WebhookListenerSpec};
 use crate::report;
 use crate::session;
 use crate::sources::{self, SourceEvent, SourceId, SourceStatus};
@@ -38,6 +42,11 @@ const QUIT_REVERT_DEADLINE: Duration = Duration::from_secs(40);
 
 /// Exit codes shared by the commands.
 pub const EXIT_INVALID_INPUT: u8 = 2;
+/// Something could not be reverted: it is still applied (and in the ledger).
+pub const EXIT_UNREVERTED: u8 = 4;
+/// Test hook: `key:<char>` panics when that key is pressed, `exit` panics on the way out after
+/// the reverts started. Lets the safety tests end a console by a real panic.
+pub const TEST_PANIC_ENV: &str = "GAMEDAY_TEST_PANIC";
 
 /// Everything the console needs before the runtime starts: checked input, a session directory
 /// and the log file. Bad input is reported here (exit code 2) and nothing starts.
@@ -101,20 +110,43 @@ pub fn main(args: ConsoleArgs) -> ExitCode {
     finish(outcome)
 }
 
-/// Prints the closing summary (after the terminal is restored) and picks the exit code.
-pub fn finish(outcome: Result<Vec<String>, String>) -> ExitCode {
+/// What a console session ended with: the closing lines and whether anything stayed applied.
+pub struct Closing {
+    pub summary: Vec<String>,
+    pub unreverted: usize,
+}
+
+/// Prints the closing summary (after the terminal is restored) and picks the exit code. The
+/// terminal may be gone (a hangup): printing then fails, silently, and changes nothing.
+pub fn finish(outcome: Result<Closing, String>) -> ExitCode {
     match outcome {
-        Ok(summary) => {
-            for line in summary {
-                println!("{line}");
+        Ok(closing) => {
+            for line in &closing.summary {
+                say_out(line);
             }
-            ExitCode::SUCCESS
+            if closing.unreverted > 0 {
+                ExitCode::from(EXIT_UNREVERTED)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
-            eprintln!("gameday: {e}");
+            say(&format!("gameday: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stderr that may go nowhere: unlike `eprintln!`, never panics on a dead terminal.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// A line on stdout that may go nowhere.
+pub fn say_out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// The console draws on a terminal; without one (a pipe, CI) say what to use instead.
@@ -147,7 +179,7 @@ pub fn load_config(explicit: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 pub fn invalid(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("gameday: {e}");
+    say(&format!("gameday: {e}"));
     ExitCode::from(EXIT_INVALID_INPUT)
 }
 
@@ -176,54 +208,50 @@ pub fn listener_set(config: &Config) -> ListenerSet {
     }
 }
 
-/// Attaches to (or starts) the proxy daemon when the config has listeners.
-pub async fn attach_proxy(config: &Config) -> Result<Option<Arc<ProxyClient>>, String> {
+/// Attaches console `owner` to (or starts) the proxy daemon when the config has listeners.
+/// Returns the client and whether this call started the daemon.
+pub async fn attach_proxy(
+    config: &Config,
+    owner: &Owner,
+) -> Result<Option<(Arc<ProxyClient>, bool)>, String> {
     let listeners = listener_set(config);
     if listeners.tcp.is_empty() && listeners.webhooks.is_empty() {
         return Ok(None);
     }
-    let client = ProxyClient::attach(&config.console.artifacts, &listeners, PROXY_LEASE)
+    let was_running = crate::proxy::socket_path(&config.console.artifacts).exists()
+        && ProxyClient::observe(&config.console.artifacts)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+    let mut options = AttachOptions::new(PROXY_LEASE);
+    options.owner = Some(owner.id.clone());
+    let client = ProxyClient::attach_with(&config.console.artifacts, &listeners, options)
         .await
         .map_err(|e| format!("proxy daemon: {e}"))?;
-    Ok(Some(Arc::new(client)))
+    Ok(Some((Arc::new(client), !was_running)))
 }
 
-/// Reverts what killed consoles left in the ledger, one result per entry.
+/// Looks at the proxy daemon without attaching: no lease, no listener change, no daemon
+/// started. What read-only commands use.
+pub async fn observe_proxy(config: &Config) -> Result<Option<Arc<ProxyClient>>, String> {
+    if config.proxies.is_empty() && config.webhooks.is_empty() {
+        return Ok(None);
+    }
+    ProxyClient::observe(&config.console.artifacts)
+        .await
+        .map(|c| c.map(Arc::new))
+        .map_err(|e| format!("proxy daemon: {e}"))
+}
+
+/// Reverts what consoles that are gone left in the ledger, one result per entry. An unreadable
+/// ledger is an error, never "nothing to recover".
 pub async fn recover(
     ctx: &FaultContext,
     ledger: &Ledger,
-) -> Vec<(LedgerEntry, Result<(), String>)> {
-    let orphans = match ledger.orphans() {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!("cannot read the fault ledger: {e}");
-            return Vec::new();
-        }
-    };
-    let mut out = Vec::new();
-    for entry in orphans {
-        let mut fault = faults::build(&entry.id, &entry.spec);
-        let deadline = fault.revert_deadline() + engine::ESCALATE_DEADLINE;
-        let result = match tokio::time::timeout(deadline, fault.revert(ctx)).await {
-            Ok(Ok(())) => ledger
-                .remove(&entry.id)
-                .map_err(|e| format!("reverted, but the ledger kept it: {e}")),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("revert did not finish within {deadline:?}")),
-        };
-        out.push((entry, result));
-    }
-    out
-}
-
-fn describe_entry(entry: &LedgerEntry) -> String {
-    format!(
-        "{} on {} (left by console pid {}, session {})",
-        entry.name,
-        entry.spec.target(),
-        entry.console_pid,
-        entry.session
-    )
+) -> Result<Vec<(LedgerEntry, Result<(), String>)>, String> {
+    let orphans = ledger.orphans().map_err(|e| format!("fault ledger: {e}"))?;
+    Ok(revert_entries(ctx, ledger, orphans).await)
 }
 
 /// `gameday recover`: what a new console does at start, without the console.
@@ -244,12 +272,15 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let proxy = attach_proxy(&config).await.unwrap_or_else(|e| {
-            eprintln!("gameday: {e}");
-            None
-        });
-        let ctx = FaultContext::new(config.clone(), proxy);
-        let results = recover(&ctx, &ledger).await;
+        // Reverts go to the daemon by fault id; recovering never attaches or reconfigures it.
+        let ctx = FaultContext::new(config.clone(), None);
+        let results = match recover(&ctx, &ledger).await {
+            Ok(results) => results,
+            Err(e) => {
+                eprintln!("gameday: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         if results.is_empty() {
             println!("nothing to recover: the fault ledger lists no fault of a stopped console");
             return ExitCode::SUCCESS;
@@ -267,7 +298,7 @@ pub fn recover_main(config_path: Option<&Path>) -> ExitCode {
         if failed == 0 {
             ExitCode::SUCCESS
         } else {
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_UNREVERTED)
         }
     })
 }
@@ -277,20 +308,28 @@ pub(crate) struct Running {
     pub(crate) app: App,
     pub(crate) config: Arc<Config>,
     pub(crate) session: Session,
+    pub(crate) owner: Owner,
     pub(crate) proxy: Option<Arc<ProxyClient>>,
+    /// This session started the proxy daemon (a headless run stops it again).
+    pub(crate) started_proxy: bool,
     pub(crate) engine: EngineHandle,
     pub(crate) source_rx: mpsc::Receiver<SourceEvent>,
     pub(crate) report_rx: mpsc::Receiver<FaultReport>,
+    pub(crate) others_rx: tokio::sync::watch::Receiver<Vec<ForeignFault>>,
     pub(crate) source_tasks: tokio::task::JoinSet<()>,
     pub(crate) cancel: CancellationToken,
+    /// Held for the session's life: other processes read it as "this console is alive".
+    pub(crate) _alive: ConsoleLock,
+    pub(crate) guard: Option<Guard>,
 }
 
 /// What a session left behind.
 pub(crate) struct Stopped {
     pub(crate) app: App,
     pub(crate) files: Vec<PathBuf>,
-    /// Faults whose revert failed (still in the ledger).
+    /// Faults whose revert failed (still in the ledger, handed to the dead-man agent).
     pub(crate) unreverted: usize,
+    pub(crate) guard_pid: Option<u32>,
 }
 
 /// Attaches the proxy daemon, recovers a killed console's faults, starts the sources and the
@@ -302,12 +341,19 @@ pub(crate) async fn start(
 ) -> Result<Running, String> {
     let artifacts = config.console.artifacts.clone();
     let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
+    // Who we are, and proof we are alive, before anything can be injected.
+    let owner = Owner::new(&session.name);
+    let alive = ledger
+        .hold(&owner)
+        .map_err(|e| format!("console lock: {e}"))?;
+    let guard = Guard::start(&config, &owner.id, &session.dir, PROXY_LEASE).await?;
     let mut notices = Vec::new();
-    let proxy = match attach_proxy(&config).await {
-        Ok(p) => p,
+    let (proxy, started_proxy) = match attach_proxy(&config, &owner).await {
+        Ok(Some((p, started))) => (Some(p), started),
+        Ok(None) => (None, false),
         Err(e) => {
             notices.push(format!("network and webhook faults unavailable: {e}"));
-            None
+            (None, false)
         }
     };
     if let Some(client) = &proxy {
@@ -341,7 +387,14 @@ pub(crate) async fn start(
     app.state.faults.notices = notices;
 
     // A console killed earlier may have left faults applied: revert them before anything else.
-    let recovered = recover(&ctx, &ledger).await;
+    let recovered = match recover(&ctx, &ledger).await {
+        Ok(recovered) => recovered,
+        // Refuse to drill on top of a ledger nobody can read: it may list applied faults.
+        Err(e) => {
+            guard.bye().await;
+            return Err(e);
+        }
+    };
     for (entry, result) in &recovered {
         match result {
             Ok(()) => app.record(recovered_event(
@@ -386,17 +439,23 @@ pub(crate) async fn start(
     }
     drop(source_tx);
     let (report_tx, report_rx) = mpsc::channel::<FaultReport>(256);
-    let engine = engine::spawn(ctx, ledger, session.name.clone(), report_tx);
+    let (others_tx, others_rx) = tokio::sync::watch::channel(Vec::new());
+    let engine = engine::spawn(ctx, ledger, owner.clone(), report_tx, others_tx);
     Ok(Running {
         app,
         config,
         session,
+        owner,
         proxy,
+        started_proxy,
         engine,
         source_rx,
         report_rx,
+        others_rx,
         source_tasks,
         cancel,
+        _alive: alive,
+        guard: Some(guard),
     })
 }
 
@@ -406,15 +465,12 @@ impl Running {
         if self.app.quit_reason().is_none() {
             self.app.request_quit(quit_reason.to_string());
         }
-        let active = self.app.state.faults.active.len();
-        if active > 0 {
-            eprintln!("gameday: reverting {active} active fault(s)…");
+        // Reverts first: nothing before them may fail or block (no terminal writes).
+        let reverting = self.engine.revert_all(Cause::Quit(quit_reason.to_string()));
+        if test_panic("exit") {
+            panic!("{TEST_PANIC_ENV}=exit: a panic on the way out");
         }
-        let reverted = tokio::time::timeout(
-            QUIT_REVERT_DEADLINE,
-            self.engine.revert_all(Cause::Quit(quit_reason.to_string())),
-        )
-        .await;
+        let reverted = tokio::time::timeout(QUIT_REVERT_DEADLINE, reverting).await;
         while let Ok(report) = self.report_rx.try_recv() {
             self.app.handle(Event::Fault(report));
         }
@@ -424,21 +480,50 @@ impl Running {
             });
         }
         self.cancel.cancel();
+        let unreverted = self.app.state.faults.active.len();
+        // The agent goes only when nothing of ours is left; otherwise it takes over the retries.
+        let guard_pid = self.guard.as_ref().and_then(Guard::pid);
+        if let Some(guard) = self.guard.take() {
+            if unreverted == 0 {
+                guard.bye().await;
+            } else {
+                self.app.record(EventKind::Info {
+                    text: format!(
+                        "{unreverted} fault(s) still applied at exit; the dead-man agent (pid {}) keeps retrying their reverts",
+                        guard_pid.unwrap_or_default()
+                    ),
+                });
+                guard.hand_over();
+            }
+        }
         self.app.finish();
         let files = report::write_from_dir(&self.session.dir, &report::Format::ALL)?;
-        let unreverted = self
-            .app
-            .state
-            .faults
-            .active
-            .iter()
-            .filter(|a| a.phase == crate::state::ActivePhase::Failed)
-            .count();
         Ok(Stopped {
             app: self.app,
             files,
             unreverted,
+            guard_pid,
         })
+    }
+
+    /// Restarts the dead-man agent if it died (someone killed it): the console must never run
+    /// unguarded.
+    pub(crate) async fn keep_guarded(&mut self) {
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        if guard.is_running() {
+            return;
+        }
+        self.app.record(EventKind::Info {
+            text: "the dead-man agent stopped; starting a new one".into(),
+        });
+        match Guard::start(&self.config, &self.owner.id, &self.session.dir, PROXY_LEASE).await {
+            Ok(guard) => self.guard = Some(guard),
+            Err(e) => self.app.notify(format!(
+                "no dead-man agent: {e}; faults outlive a crash until the next start"
+            )),
+        }
     }
 
     /// Applies the effects the app queued.
@@ -467,8 +552,13 @@ pub(crate) fn file_list(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// Whether the test hook asks for a panic at `point`.
+pub(crate) fn test_panic(point: &str) -> bool {
+    std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == point)
+}
+
 /// Runs the console until it quits; returns the closing summary lines.
-pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
+pub async fn run(prepared: Prepared) -> Result<Closing, String> {
     let Prepared {
         config,
         session,
@@ -490,10 +580,7 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
     let stopped = running.stop(&reason).await?;
     let mut summary = vec![format!("session {name} ended ({reason})")];
     if stopped.unreverted > 0 {
-        summary.push(format!(
-            "⚠ {} fault(s) could not be reverted: run `gameday recover`",
-            stopped.unreverted
-        ));
+        summary.push(unreverted_line(stopped.unreverted, stopped.guard_pid));
     }
     summary.push(format!("report: {}", file_list(&stopped.files)));
     if let Some(client) = proxy.as_ref().filter(|_| proxy_outlives) {
@@ -502,7 +589,20 @@ pub async fn run(prepared: Prepared) -> Result<Vec<String>, String> {
             client.daemon().pid
         ));
     }
-    Ok(summary)
+    Ok(Closing {
+        summary,
+        unreverted: stopped.unreverted,
+    })
+}
+
+/// The closing line for faults that are still applied.
+pub(crate) fn unreverted_line(count: usize, guard_pid: Option<u32>) -> String {
+    let agent = guard_pid
+        .map(|pid| format!("the dead-man agent (pid {pid}) keeps retrying; "))
+        .unwrap_or_default();
+    format!(
+        "⚠ {count} fault(s) could not be reverted: {agent}see the session's guard.log, or run `gameday recover` (exit code {EXIT_UNREVERTED})"
+    )
 }
 
 /// The theme in use, reloaded when the app's theme name changes.
@@ -537,7 +637,14 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
     loop {
         tokio::select! {
             key = keys.next() => match key {
-                Some(Ok(TermEvent::Key(k))) => r.app.handle(Event::Key(k)),
+                Some(Ok(TermEvent::Key(k))) => {
+                    if let crossterm::event::KeyCode::Char(c) = k.code
+                        && test_panic(&format!("key:{c}"))
+                    {
+                        panic!("{TEST_PANIC_ENV}=key:{c}: a panic in the event loop");
+                    }
+                    r.app.handle(Event::Key(k));
+                }
                 Some(Ok(TermEvent::Resize(..))) => r.app.handle(Event::Resize),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(format!("terminal input: {e}")),
@@ -551,10 +658,17 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
                 }
             }
             Some(report) = r.report_rx.recv() => r.app.handle(Event::Fault(report)),
+            Ok(()) = r.others_rx.changed() => {
+                let others = r.others_rx.borrow_and_update().clone();
+                r.app.handle(Event::Others(others));
+            }
             Some(result) = export_rx.recv() => r.app.handle(Event::ReportWritten(result)),
             Some(done) = r.source_tasks.join_next(), if !r.source_tasks.is_empty() => watch_source_task(&mut r.app, done),
             name = signals.next() => r.app.handle(Event::Signal(name)),
-            _ = tick.tick() => r.app.handle(Event::Tick),
+            _ = tick.tick() => {
+                r.app.handle(Event::Tick);
+                r.keep_guarded().await;
+            }
             _ = frame.tick() => {
                 if r.app.take_dirty() {
                     let theme = themes.get(&r.app.state.ui.theme);
@@ -629,6 +743,7 @@ fn run_effect(
         }
         Effect::RevertFault { id, cause } => engine.try_revert(&id, cause),
         Effect::RevertAll { cause } => engine.try_revert_all(cause),
+        Effect::RevertEveryone { cause } => engine.try_revert_everyone(cause),
     }
 }
 

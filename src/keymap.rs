@@ -12,6 +12,8 @@ pub enum Action {
     TriggerFault(u8),
     RevertSelected,
     RevertAll,
+    /// Every console's faults, after a confirm.
+    RevertEveryone,
     Mark,
     Note,
     Export,
@@ -120,6 +122,13 @@ pub const NORMAL: &[Binding] = &[
         "X",
         Some("REVERT ALL"),
         "revert ALL active faults now, no confirm",
+    ),
+    key(
+        'E',
+        Action::RevertEveryone,
+        "E",
+        None,
+        "revert EVERYONE's faults, other consoles' too (asks first)",
     ),
     key(
         'm',

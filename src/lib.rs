@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod faults;
+pub mod guard;
 pub mod http_client;
 pub mod keymap;
 pub mod lab;

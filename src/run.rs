@@ -1,10 +1,13 @@
 //! `gameday run SCENARIO`: a scenario without a terminal (CI, a deploy gate). The same app and
 //! scenario machine as the console, minus the screen: progress lines on stdout, a summary of at
-//! most ten lines, the report files, and an exit code: 0 pass, 1 fail, 3 aborted, 2 invalid input.
-//! Ctrl-C or SIGTERM aborts: every fault is reverted and the report is still written.
+//! most ten lines, the report files, and an exit code: 0 pass, 1 fail, 3 aborted, 2 invalid input,
+//! 4 a fault could not be reverted (it is still applied). Ctrl-C or SIGTERM aborts: every fault
+//! is reverted and the report is still written. A run never waits forever: past the scenario's
+//! planned length plus `--deadline-margin` it aborts. A proxy daemon it started is stopped once
+//! its faults are reverted and the report written (`--keep-proxy` keeps it).
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,12 @@ pub struct RunArgs {
     /// Session name (default: a timestamp).
     #[arg(long)]
     pub session: Option<String>,
+    /// Abort once the run takes this much longer than the scenario's plan (e.g. "2m").
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub deadline_margin: Duration,
+    /// Leave a proxy daemon this run started running afterwards.
+    #[arg(long)]
+    pub keep_proxy: bool,
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
@@ -78,18 +87,16 @@ pub fn main(args: RunArgs) -> ExitCode {
         dir,
         started: chrono::Utc::now(),
     };
-    let outcome = runtime.block_on(run(
-        config,
-        session,
-        &args.scenario,
-        &scenario.title,
-        args.junit.as_deref(),
-    ));
+    let deadline = scenario.planned_length() + args.deadline_margin;
+    let outcome = runtime.block_on(run(config, session, &args, &scenario.title, deadline));
     runtime.shutdown_timeout(Duration::from_secs(2));
     match outcome {
-        Ok((verdict, summary)) => {
+        Ok((verdict, unreverted, summary)) => {
             for line in summary {
-                println!("{line}");
+                console::say_out(&line);
+            }
+            if unreverted > 0 {
+                return ExitCode::from(console::EXIT_UNREVERTED);
             }
             match verdict {
                 Some(Verdict::Pass) => ExitCode::SUCCESS,
@@ -98,7 +105,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("gameday: {e}");
+            console::say(&format!("gameday: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -107,10 +114,12 @@ pub fn main(args: RunArgs) -> ExitCode {
 async fn run(
     config: Arc<Config>,
     session: Session,
-    scenario: &Path,
+    args: &RunArgs,
     title: &str,
-    junit: Option<&Path>,
-) -> Result<(Option<Verdict>, Vec<String>), String> {
+    deadline: Duration,
+) -> Result<(Option<Verdict>, usize, Vec<String>), String> {
+    let scenario = args.scenario.as_path();
+    let junit = args.junit.as_deref();
     println!(
         "gameday run: {title} (session {}, {})",
         session.name,
@@ -120,14 +129,24 @@ async fn run(
     let mut running = console::start(config, session, theme).await?;
     running.app.start_scenario(scenario);
     let mut seen = 0;
-    let outcome = AssertUnwindSafe(progress_loop(&mut running, &mut seen))
+    let outcome = AssertUnwindSafe(progress_loop(&mut running, &mut seen, deadline))
         .catch_unwind()
         .await;
     let reason = match (&outcome, running.app.quit_reason()) {
         (Ok(Ok(())), None) => "scenario finished".to_string(),
         _ => console::quit_reason(outcome, &running.app),
     };
+    let stop_proxy = running.started_proxy && !args.keep_proxy;
+    let proxy = running.proxy.clone();
     let stopped = running.stop(&reason).await?;
+    // The data path outlives a crashed run, not a finished one: a CI job leaves no daemon.
+    if let Some(client) = proxy.filter(|_| stop_proxy && stopped.unreverted == 0) {
+        let dir = stopped.app.state.config.console.artifacts.clone();
+        drop(client);
+        if let Err(e) = crate::proxy::stop_daemon(&dir, Duration::from_secs(5)).await {
+            tracing::warn!("cannot stop the proxy daemon this run started: {e}");
+        }
+    }
     // What the way out recorded (reverts, the end) is progress too.
     print_events(&stopped.app, seen);
     let mut files = stopped.files.clone();
@@ -143,14 +162,24 @@ async fn run(
     let checks: Vec<&LiveCheck> = run.map(|r| r.checks.iter().collect()).unwrap_or_default();
     Ok((
         verdict.as_ref().map(|v| v.0),
-        summary(title, verdict.as_ref(), &checks, &files, stopped.unreverted),
+        stopped.unreverted,
+        summary(
+            title,
+            verdict.as_ref(),
+            &checks,
+            &files,
+            stopped.unreverted,
+            stopped.guard_pid,
+        ),
     ))
 }
 
 /// Prints every timeline event as it happens until the scenario has a verdict and nothing is
 /// left applied (or a signal interrupts).
-async fn progress_loop(r: &mut Running, seen: &mut u64) -> Result<(), String> {
+async fn progress_loop(r: &mut Running, seen: &mut u64, deadline: Duration) -> Result<(), String> {
     let mut signals = Signals::new()?;
+    let give_up = tokio::time::sleep(deadline);
+    tokio::pin!(give_up);
     let mut tick = tokio::time::interval(r.config.sample_interval().min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (export_tx, _export_rx) = mpsc::channel(1);
@@ -165,14 +194,30 @@ async fn progress_loop(r: &mut Running, seen: &mut u64) -> Result<(), String> {
             Some(report) = r.report_rx.recv() => r.app.handle(Event::Fault(report)),
             Some(done) = r.source_tasks.join_next(), if !r.source_tasks.is_empty() => console::watch_source_task(&mut r.app, done),
             name = signals.next() => r.app.handle(Event::Signal(name)),
-            _ = tick.tick() => r.app.handle(Event::Tick),
+            _ = tick.tick() => {
+                r.app.handle(Event::Tick);
+                r.keep_guarded().await;
+            }
+            () = &mut give_up => r.app.request_quit(format!(
+                "the run took longer than its plan plus margin ({})",
+                humantime::format_duration(deadline)
+            )),
         }
         r.run_effects(&export_tx);
         *seen = print_events(&r.app, *seen);
         if r.app.quit_reason().is_some() {
             return Ok(());
         }
-        if r.app.scenario_verdict().is_some() && r.app.state.faults.active.is_empty() {
+        // Done once there is a verdict and nothing is on its way in or out; a fault whose revert
+        // failed is left to the way out (retried there, then handed to the dead-man agent).
+        let settling = r
+            .app
+            .state
+            .faults
+            .active
+            .iter()
+            .any(|a| a.phase != crate::state::ActivePhase::Failed);
+        if r.app.scenario_verdict().is_some() && !settling {
             return Ok(());
         }
     }
@@ -197,6 +242,7 @@ pub fn summary(
     checks: &[&LiveCheck],
     files: &[PathBuf],
     unreverted: usize,
+    guard_pid: Option<u32>,
 ) -> Vec<String> {
     let (mark, label, reason) = match verdict {
         Some((Verdict::Pass, r)) => ("✅", "Pass", r.as_str()),
@@ -210,10 +256,7 @@ pub fn summary(
         format!("Status: {label}"),
     ];
     if unreverted > 0 {
-        fixed_tail.insert(
-            0,
-            format!("⚠ {unreverted} fault(s) could not be reverted: run `gameday recover`"),
-        );
+        fixed_tail.insert(0, console::unreverted_line(unreverted, guard_pid));
     }
     let room = SUMMARY_LINES - lines.len() - fixed_tail.len();
     // Failed checks first: they are what someone reading a CI log needs.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::console::{attach_proxy, load_config};
+use crate::console::{load_config, observe_proxy};
 use crate::metrics::MetricStore;
 use crate::sources::{self, SourceEvent, SourceId, SourceStatus};
 
@@ -43,7 +43,8 @@ pub async fn collect(
     }
     expected.extend(config.probes.iter().map(|p| SourceId::probe(&p.name)));
     // Webhook records only exist while traffic flows: watch them for the duration, do not wait.
-    let _proxy = match attach_proxy(config).await {
+    // Read-only: look at a running daemon, never attach to one, configure it or start one.
+    let _proxy = match observe_proxy(config).await {
         Ok(Some(client)) if !config.webhooks.is_empty() => {
             tasks.spawn(sources::webhook::run(
                 config.webhooks.clone(),

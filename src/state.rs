@@ -58,6 +58,8 @@ pub struct FaultBoard {
     pub spans: Vec<FaultSpan>,
     /// Why faults are unavailable, if they are (e.g. "Docker engine not reachable: …").
     pub notices: Vec<String>,
+    /// Faults other consoles applied (from the shared ledger), shown with their owner.
+    pub others: Vec<crate::faults::engine::ForeignFault>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +178,8 @@ pub enum PendingAction {
     },
     /// A scenario's waiting prompt: continue its steps.
     ResumeScenario,
+    /// Revert this console's faults and every other console's.
+    RevertEveryone,
 }
 
 #[derive(Debug, Clone, PartialEq)]

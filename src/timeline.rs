@@ -43,6 +43,14 @@ pub enum Cause {
     Recovery,
     /// A scenario step or abort condition.
     Scenario(String),
+    /// The console's dead-man agent: the console died (the reason says how) or stopped
+    /// answering for longer than its lease.
+    DeadMan(String),
+    /// Gone from the ledger without this console: its dead-man agent reverted it while the
+    /// console was unresponsive, or another console reverted everyone's faults.
+    Elsewhere,
+    /// The operator reverted every console's faults (a confirmed action).
+    Everyone,
 }
 
 impl std::fmt::Display for Cause {
@@ -54,6 +62,9 @@ impl std::fmt::Display for Cause {
             Cause::Quit(how) => write!(f, "quit ({how})"),
             Cause::Recovery => f.write_str("recovery after crash"),
             Cause::Scenario(s) => write!(f, "scenario: {s}"),
+            Cause::DeadMan(why) => write!(f, "dead-man switch ({why})"),
+            Cause::Elsewhere => f.write_str("another process"),
+            Cause::Everyone => f.write_str("revert everyone's"),
         }
     }
 }

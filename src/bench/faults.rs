@@ -27,6 +27,9 @@ pub(crate) struct FaultRig {
     pub(crate) reports: mpsc::Receiver<FaultReport>,
     pub(crate) ledger: Ledger,
     pub(crate) client: Arc<ProxyClient>,
+    /// The rig's console identity, held alive like a console's.
+    pub(crate) owner: crate::ledger::Owner,
+    _alive: crate::ledger::ConsoleLock,
     daemon: DaemonHandle,
     dir: PathBuf,
 }
@@ -58,12 +61,19 @@ impl FaultRig {
         };
         let context = Arc::new(FaultContext::new(config, Some(client.clone())));
         let (tx, reports) = mpsc::channel(256);
-        let engine = engine::spawn(context, ledger.clone(), "bench".into(), tx);
+        let owner = crate::ledger::Owner::new("bench");
+        let alive = ledger
+            .hold(&owner)
+            .map_err(|err| format!("console lock: {err}"))?;
+        let (others, _) = tokio::sync::watch::channel(Vec::new());
+        let engine = engine::spawn(context, ledger.clone(), owner.clone(), tx, others);
         Ok(FaultRig {
             engine,
             reports,
             ledger,
             client,
+            owner,
+            _alive: alive,
             daemon,
             dir: dir.to_owned(),
         })

@@ -26,6 +26,7 @@ use futures::future::{BoxFuture, join_all};
 
 use super::docker::{self, ApiError, CALL_DEADLINE, bounded};
 use super::spec::{ContainerAction, ContainerSelector, ContainerTarget};
+use super::touched::Touched;
 use super::{Description, Fault, FaultContext, FaultError, fmt_duration};
 use crate::config::Config;
 
@@ -188,6 +189,8 @@ pub struct ContainerFault {
     found_faulted: BTreeSet<String>,
     /// Endpoint settings of the containers this instance disconnected, to reconnect them alike.
     endpoints: HashMap<String, EndpointSettings>,
+    /// The ids the inject acted on, from the ledger (a revert in another process).
+    recorded: Option<BTreeSet<String>>,
 }
 
 /// What inject does to one container.
@@ -209,7 +212,16 @@ impl ContainerFault {
             acted: BTreeMap::new(),
             found_faulted: BTreeSet::new(),
             endpoints: HashMap::new(),
+            recorded: None,
         }
+    }
+
+    /// Whether a revert may touch container `id`: only what the inject acted on, when known.
+    fn was_acted_on(&self, id: &str) -> bool {
+        if !self.acted.is_empty() {
+            return self.acted.contains_key(id);
+        }
+        self.recorded.as_ref().is_none_or(|ids| ids.contains(id))
     }
 
     fn step(&self, c: &Found) -> Step {
@@ -467,6 +479,18 @@ impl Fault for ContainerFault {
         })
     }
 
+    fn touched(&self) -> Option<Touched> {
+        (!self.acted.is_empty()).then(|| Touched::Containers {
+            ids: self.acted.keys().cloned().collect(),
+        })
+    }
+
+    fn restore(&mut self, touched: &Touched) {
+        if let Touched::Containers { ids } = touched {
+            self.recorded = Some(ids.iter().cloned().collect());
+        }
+    }
+
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let docker = ctx.docker().await?;
@@ -481,7 +505,11 @@ impl Fault for ContainerFault {
             };
             let to_undo: Vec<&Found> = found
                 .iter()
-                .filter(|c| self.is_faulted(c) && !self.found_faulted.contains(&c.id))
+                .filter(|c| {
+                    self.is_faulted(c)
+                        && !self.found_faulted.contains(&c.id)
+                        && self.was_acted_on(&c.id)
+                })
                 .collect();
             let results = join_all(to_undo.iter().map(|c| self.undo(docker, c))).await;
             let failures: Vec<String> = results

@@ -1,18 +1,21 @@
-//! The fault engine: a task that owns every active fault. It writes the ledger before applying
-//! anything, runs inject/revert under deadlines (escalating a revert that hangs), reverts faults
-//! whose lease ran out, and reports every step to the app.
+//! The fault engine: a task that owns this console's active faults. It writes the ledger before
+//! applying anything (the entry names this console as owner), runs inject/revert under deadlines
+//! (escalating a revert that hangs), retries a failed revert with backoff, reverts faults whose
+//! lease ran out, and reports every step to the app. Once a second it reads the ledger: other
+//! consoles' faults go to the screen, and a fault of ours that someone else reverted (our
+//! dead-man agent while we hung, another console's "revert everyone's") is reported reverted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Fault, FaultContext, FaultError, FaultSpec, build, check_allowed};
-use crate::ledger::{Ledger, LedgerEntry};
+use super::{Fault, FaultContext, FaultError, FaultSpec, build, check_allowed, recovery};
+use crate::ledger::{Ledger, LedgerEntry, Owner};
 use crate::timeline::{Cause, FaultPhase};
 
 /// Longest an inject may take.
@@ -21,6 +24,31 @@ pub const INJECT_DEADLINE: Duration = Duration::from_secs(15);
 /// `Fault::revert_deadline`), and the escalation after it.
 pub const REVERT_DEADLINE: Duration = Duration::from_secs(5);
 pub const ESCALATE_DEADLINE: Duration = Duration::from_secs(5);
+/// How often the engine reads the ledger for other consoles' faults.
+pub const LEDGER_SYNC: Duration = Duration::from_secs(1);
+/// The first retry of a failed revert comes this long after it; each next one twice as late,
+/// up to `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// When the `attempt`-th retry of a failed revert runs (1-based), after the failure.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    (RETRY_FIRST * factor).min(RETRY_MAX)
+}
+
+/// A fault another console applied, as the ledger says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignFault {
+    pub id: String,
+    pub name: String,
+    pub target: String,
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
+    /// Whether its console still runs (holds its lock); if not, its dead-man agent or the next
+    /// start reverts it.
+    pub owner_alive: bool,
+}
 
 /// One step of a fault's life, for the app (timeline, Faults panel, chart spans).
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +78,10 @@ enum Command {
     RevertAll {
         cause: Cause,
         done: Option<oneshot::Sender<()>>,
+    },
+    /// Ours, and every other console's from the ledger (the operator confirmed).
+    RevertEveryone {
+        cause: Cause,
     },
 }
 
@@ -98,6 +130,11 @@ impl EngineHandle {
         }
     }
 
+    /// Reverts this console's faults and every other console's (a confirmed operator action).
+    pub fn try_revert_everyone(&self, cause: Cause) {
+        let _ = self.tx.try_send(Command::RevertEveryone { cause });
+    }
+
     /// Non-blocking variant for the UI loop.
     pub fn try_revert_all(&self, cause: Cause) {
         let _ = self.tx.try_send(Command::RevertAll { cause, done: None });
@@ -125,7 +162,7 @@ enum Stage {
     Injecting,
     Active,
     Reverting,
-    /// Revert failed; kept (and in the ledger) so the operator can retry.
+    /// Revert failed; kept (and in the ledger), retried at `retry_at` (or by the operator).
     Stuck,
 }
 
@@ -138,6 +175,9 @@ struct Active {
     /// A revert asked for while still injecting.
     revert_after_inject: Option<Cause>,
     waiters: Vec<oneshot::Sender<()>>,
+    /// Failed reverts so far, and when the next try runs.
+    attempts: u32,
+    retry_at: Option<(Instant, Cause)>,
 }
 
 enum Done {
@@ -150,20 +190,30 @@ enum Done {
         cause: Cause,
         result: Result<(), FaultError>,
     },
+    /// Another console's fault, reverted from the ledger.
+    RevertedForeign {
+        entry: Box<LedgerEntry>,
+        cause: Cause,
+        result: Result<(), String>,
+    },
 }
 
+/// Starts the engine for the console `owner`. `others` receives the other consoles' faults
+/// whenever they change.
 pub fn spawn(
     ctx: Arc<FaultContext>,
     ledger: Ledger,
-    session: String,
+    owner: Owner,
     reports: mpsc::Sender<FaultReport>,
+    others: watch::Sender<Vec<ForeignFault>>,
 ) -> EngineHandle {
     let (tx, rx) = mpsc::channel(64);
     let engine = Engine {
         ctx,
         ledger,
-        session,
+        owner,
         reports,
+        others,
         active: BTreeMap::new(),
         tasks: JoinSet::new(),
         next_id: 1,
@@ -175,8 +225,9 @@ pub fn spawn(
 struct Engine {
     ctx: Arc<FaultContext>,
     ledger: Ledger,
-    session: String,
+    owner: Owner,
     reports: mpsc::Sender<FaultReport>,
+    others: watch::Sender<Vec<ForeignFault>>,
     active: BTreeMap<String, Active>,
     tasks: JoinSet<Done>,
     next_id: u64,
@@ -184,12 +235,17 @@ struct Engine {
 
 impl Engine {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut sync = tokio::time::interval(LEDGER_SYNC);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_expiry = self
                 .active
                 .values()
-                .filter(|a| a.stage == Stage::Active)
-                .map(|a| a.expires)
+                .filter_map(|a| match a.stage {
+                    Stage::Active => Some(a.expires),
+                    Stage::Stuck => a.retry_at.as_ref().map(|(at, _)| *at),
+                    _ => None,
+                })
                 .min();
             tokio::select! {
                 command = rx.recv() => match command {
@@ -211,8 +267,90 @@ impl Engine {
                     for id in expired {
                         self.start_revert(&id, Cause::Timer);
                     }
+                    let retries: Vec<(String, Cause)> = self.active.iter_mut()
+                        .filter(|(_, a)| a.stage == Stage::Stuck)
+                        .filter_map(|(id, a)| match a.retry_at.take() {
+                            Some((at, cause)) if at <= now => Some((id.clone(), cause)),
+                            other => { a.retry_at = other; None }
+                        })
+                        .collect();
+                    for (id, cause) in retries {
+                        self.start_revert(&id, cause);
+                    }
                 }
+                _ = sync.tick() => self.sync_ledger().await,
             }
+        }
+    }
+
+    /// Reads the ledger: publishes other consoles' faults, and reports ours that are gone from
+    /// it (reverted by someone else) as reverted, so the screen never shows them active.
+    async fn sync_ledger(&mut self) {
+        let ledger = self.ledger.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            ledger.entries().map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|e| {
+                        let alive = ledger.is_alive(&e.owner.id);
+                        (e, alive)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        let entries = match read {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the fault ledger: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("ledger read task failed: {e}");
+                return;
+            }
+        };
+        let others: Vec<ForeignFault> = entries
+            .iter()
+            .filter(|(e, _)| e.owner.id != self.owner.id)
+            .map(|(e, alive)| ForeignFault {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                target: e.spec.target(),
+                owner: e.owner.label(),
+                lease_until: e.lease_until,
+                owner_alive: *alive,
+            })
+            .collect();
+        self.others.send_if_modified(|current| {
+            let changed = *current != others;
+            if changed {
+                *current = others;
+            }
+            changed
+        });
+        let gone: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, a)| matches!(a.stage, Stage::Active | Stage::Stuck))
+            .filter(|(id, _)| !entries.iter().any(|(e, _)| &e.id == *id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let Some(a) = self.active.remove(&id) else {
+                continue;
+            };
+            tracing::warn!("{id} left the ledger without us: reverted elsewhere");
+            self.report(
+                &id,
+                &a,
+                FaultPhase::Reverted,
+                "reverted outside this console (its dead-man agent while it was unresponsive, or another console)".into(),
+                Some(Cause::Elsewhere),
+                None,
+            )
+            .await;
+            self.hand_over_waiters(a.waiters);
         }
     }
 
@@ -246,6 +384,13 @@ impl Engine {
                 cause,
             } => self.inject(name, spec, lease, cause).await,
             Command::Revert { id, cause } => self.start_revert(&id, cause),
+            Command::RevertEveryone { cause } => {
+                let ids: Vec<String> = self.active.keys().cloned().collect();
+                for id in &ids {
+                    self.start_revert(id, cause.clone());
+                }
+                self.revert_foreign(cause).await;
+            }
             Command::RevertAll { cause, done } => {
                 let ids: Vec<String> = self.active.keys().cloned().collect();
                 for id in &ids {
@@ -253,6 +398,7 @@ impl Engine {
                 }
                 if let Some(done) = done {
                     // Wait for the reverts (and any inject still running) to finish.
+                    // (Stuck faults are retried later, not waited for.)
                     let pending: Vec<&String> = ids
                         .iter()
                         .filter(|id| self.active.contains_key(*id))
@@ -268,6 +414,44 @@ impl Engine {
         }
     }
 
+    /// Starts reverting every other console's ledger entry.
+    async fn revert_foreign(&mut self, cause: Cause) {
+        let ledger = self.ledger.clone();
+        let entries = match tokio::task::spawn_blocking(move || ledger.entries()).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::error!("revert everyone's: cannot read the fault ledger: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        for entry in entries.into_iter().filter(|e| e.owner.id != self.owner.id) {
+            let _ = self
+                .reports
+                .send(FaultReport {
+                    id: entry.id.clone(),
+                    name: entry.name.clone(),
+                    target: entry.spec.target(),
+                    phase: FaultPhase::RevertRequested,
+                    detail: format!("applied by {}", entry.owner.label()),
+                    cause: Some(cause.clone()),
+                    lease: None,
+                })
+                .await;
+            let ctx = self.ctx.clone();
+            let ledger = self.ledger.clone();
+            let cause = cause.clone();
+            self.tasks.spawn(async move {
+                let result = recovery::revert_entry(&ctx, &ledger, &entry).await;
+                Done::RevertedForeign {
+                    entry: Box::new(entry),
+                    cause,
+                    result,
+                }
+            });
+        }
+    }
+
     /// The waiter fires when the active map is empty.
     fn add_waiter(&mut self, done: oneshot::Sender<()>) {
         if let Some(a) = self.active.values_mut().next() {
@@ -278,9 +462,11 @@ impl Engine {
     }
 
     async fn inject(&mut self, name: String, spec: FaultSpec, lease: Duration, cause: Cause) {
-        let id = format!("{name}-{}", self.next_id);
+        // Unique across consoles: the owner's random tag is part of it.
+        let id = format!("{name}-{}-{}", self.owner.tag(), self.next_id);
         self.next_id += 1;
-        let fault = build(&id, &spec);
+        let mut fault = build(&id, &spec);
+        fault.set_lease(lease);
         let target = spec.target();
         let active = Active {
             name: name.clone(),
@@ -290,6 +476,8 @@ impl Engine {
             expires: Instant::now() + lease,
             revert_after_inject: None,
             waiters: Vec::new(),
+            attempts: 0,
+            retry_at: None,
         };
         self.report(
             &id,
@@ -317,14 +505,36 @@ impl Engine {
             id: id.clone(),
             name,
             spec,
-            console_pid: std::process::id(),
-            session: self.session.clone(),
+            owner: self.owner.clone(),
             recorded_at: now,
             lease_until: now + chrono::Duration::from_std(lease).unwrap_or_default(),
+            touched: None,
         };
-        // Write-ahead: nothing is applied unless the ledger knows how to undo it.
+        // Write-ahead: nothing is applied unless the ledger knows how to undo it. Two consoles
+        // never apply the same fault to the same target: the second is refused, naming the first.
         let ledger = self.ledger.clone();
-        let written = tokio::task::spawn_blocking(move || ledger.add(entry)).await;
+        let owner_id = self.owner.id.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let held = ledger.entries()?.into_iter().find(|e| {
+                e.owner.id != owner_id && e.spec == entry.spec && ledger.is_alive(&e.owner.id)
+            });
+            match held {
+                Some(e) => Ok(Some(e)),
+                None => ledger.add(entry).map(|()| None),
+            }
+        })
+        .await;
+        if let Ok(Ok(Some(held))) = &written {
+            let detail = format!(
+                "refused: {} already applies this fault ({}, {})",
+                held.owner.label(),
+                held.name,
+                held.id
+            );
+            self.report(&id, &active, FaultPhase::Refused, detail, None, None)
+                .await;
+            return;
+        }
         if let Err(e) = written
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -364,6 +574,7 @@ impl Engine {
             Stage::Active | Stage::Stuck => {}
         }
         a.stage = Stage::Reverting;
+        a.retry_at = None;
         let fault = a.fault.clone();
         let ctx = self.ctx.clone();
         let task_id = id.to_string();
@@ -402,6 +613,11 @@ impl Engine {
 
     async fn finished(&mut self, done: Done) {
         match done {
+            Done::RevertedForeign {
+                entry,
+                cause,
+                result,
+            } => self.foreign_done(*entry, cause, result).await,
             Done::Injected { id, result } => {
                 let Some(a) = self.active.get_mut(&id) else {
                     return;
@@ -410,7 +626,22 @@ impl Engine {
                     Ok(()) => {
                         a.stage = Stage::Active;
                         let lease = a.expires.saturating_duration_since(Instant::now());
-                        let detail = a.fault.lock().await.describe(&self.ctx.config).params;
+                        let (detail, touched) = {
+                            let fault = a.fault.lock().await;
+                            (fault.describe(&self.ctx.config).params, fault.touched())
+                        };
+                        if let Some(touched) = touched {
+                            // From now on any revert, in any process, undoes exactly this.
+                            let ledger = self.ledger.clone();
+                            let ledger_id = id.clone();
+                            let written = tokio::task::spawn_blocking(move || {
+                                ledger.set_touched(&ledger_id, touched)
+                            })
+                            .await;
+                            if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
+                                tracing::error!("cannot record what {id} touched: {e}");
+                            }
+                        }
                         let a = &self.active[&id];
                         self.report(&id, a, FaultPhase::Applied, detail, None, Some(lease))
                             .await;
@@ -471,9 +702,15 @@ impl Engine {
                     }
                     Err(e) => {
                         a.stage = Stage::Stuck;
+                        a.attempts += 1;
+                        let delay = retry_delay(a.attempts);
+                        a.retry_at = Some((Instant::now() + delay, cause.clone()));
+                        let attempts = a.attempts;
                         let a = &self.active[&id];
-                        let detail =
-                            format!("revert failed: {e} (still in the ledger; press r to retry)");
+                        let detail = format!(
+                            "revert failed (attempt {attempts}): {e}; retrying in {} (still in the ledger; r retries now)",
+                            super::fmt_duration(delay)
+                        );
                         self.report(&id, a, FaultPhase::Failed, detail, Some(cause), None)
                             .await;
                         // A stuck fault will not end by itself: release anyone waiting for "all done".
@@ -484,6 +721,31 @@ impl Engine {
                 }
             }
         }
+    }
+
+    async fn foreign_done(&mut self, entry: LedgerEntry, cause: Cause, result: Result<(), String>) {
+        let (phase, detail) = match result {
+            Ok(()) => (
+                FaultPhase::Reverted,
+                format!("applied by {}", entry.owner.label()),
+            ),
+            Err(e) => (
+                FaultPhase::Failed,
+                format!("revert of {}'s fault failed: {e}", entry.owner.label()),
+            ),
+        };
+        let _ = self
+            .reports
+            .send(FaultReport {
+                id: entry.id.clone(),
+                name: entry.name.clone(),
+                target: entry.spec.target(),
+                phase,
+                detail,
+                cause: Some(cause),
+                lease: None,
+            })
+            .await;
     }
 
     /// Drops a fault that never took effect: out of the ledger and the active set.

@@ -9,7 +9,9 @@ pub mod nats;
 pub mod postgres;
 pub mod process;
 pub mod proxied;
+pub mod recovery;
 pub mod spec;
+pub mod touched;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +89,16 @@ pub trait Fault: Send + Sync {
     fn revert_deadline(&self) -> Duration {
         engine::REVERT_DEADLINE
     }
+    /// The lease, for kinds that can also set a limit on the target's side (PostgreSQL
+    /// sessions end by themselves after it).
+    fn set_lease(&mut self, _lease: Duration) {}
+    /// Exactly what the inject acted on, recorded in the ledger once it is applied.
+    fn touched(&self) -> Option<touched::Touched> {
+        None
+    }
+    /// Takes the ledger's record of what the inject acted on, so the revert of a fresh instance
+    /// restores exactly that.
+    fn restore(&mut self, _touched: &touched::Touched) {}
 }
 
 /// The allowlist: a fault may only be injected on a target the config declares, exactly as it
@@ -113,6 +125,32 @@ pub fn check_allowed(config: &Config, spec: &FaultSpec) -> Result<(), FaultError
             config.file.display()
         )))
     }
+}
+
+/// Whether a ledger entry (a file on disk, maybe written by another console) may be reverted
+/// under this config: its target must be declared exactly as the entry says, since a revert
+/// may run the target's `start` command or act on its containers. Proxy faults are cleared by
+/// id on the daemon, which touches nothing else, so they are always revertible.
+pub fn check_revertible(config: &Config, spec: &FaultSpec) -> Result<(), FaultError> {
+    match spec {
+        FaultSpec::Proxy { .. } => Ok(()),
+        _ => check_allowed(config, spec).map_err(|_| {
+            FaultError::Refused(format!(
+                "the ledger names target \"{}\" as {} does not declare it; revert it with the config that does",
+                spec.target(),
+                config.file.display()
+            ))
+        }),
+    }
+}
+
+/// A fresh instance for reverting a ledger entry: what the inject touched, if it was recorded.
+pub fn from_ledger(entry: &crate::ledger::LedgerEntry) -> Box<dyn Fault> {
+    let mut fault = build(&entry.id, &entry.spec);
+    if let Some(touched) = &entry.touched {
+        fault.restore(touched);
+    }
+    fault
 }
 
 /// Builds the implementation for a spec. `id` is unique per injection.

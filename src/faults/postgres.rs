@@ -21,6 +21,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::time::Instant;
 
 use super::spec::HoldState;
+use super::touched::Touched;
 use super::{Description, Fault, FaultContext, FaultError};
 use crate::config::Config;
 
@@ -210,6 +211,7 @@ async fn clear_sessions(
     target: &Target,
     application_name: &str,
     fault_id: &str,
+    only: Option<&BTreeSet<i32>>,
 ) -> Result<usize, FaultError> {
     let mut admin = target.admin(config).await?;
     let deadline = Instant::now() + CLEAR_WAIT;
@@ -217,7 +219,12 @@ async fn clear_sessions(
     let result = loop {
         let keep = held_by_others(&target.server, fault_id);
         let left = match sessions_of(&mut admin, application_name, &keep).await {
-            Ok(left) => left,
+            // Known backends: those and no other session (another console's fault may use the
+            // same application_name).
+            Ok(left) => left
+                .into_iter()
+                .filter(|pid| only.is_none_or(|only| only.contains(pid)))
+                .collect::<Vec<_>>(),
             Err(e) => break Err(failed(config, "cannot read pg_stat_activity", &e)),
         };
         if left.is_empty() {
@@ -278,19 +285,62 @@ async fn backend_pid(connection: &mut PgConnection) -> Result<i32, sqlx::Error> 
         .await
 }
 
+/// The server ends a held session by itself this long after the fault's lease, should every
+/// revert fail to (a console and its dead-man agent both gone, a laptop asleep).
+const SERVER_LIMIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Server-side limits on a held session, a second line behind every revert: an idle (or idle in
+/// transaction) session ends by itself once the lease is over. `idle_session_timeout` needs
+/// PostgreSQL 14; older servers keep the first.
+async fn limit_session(connection: &mut PgConnection, lease: Option<Duration>) {
+    let Some(lease) = lease else {
+        return;
+    };
+    let ms = (lease + SERVER_LIMIT_MARGIN).as_millis();
+    for setting in [
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+    ] {
+        let sql = format!("SET {setting} = {ms}");
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *connection)
+            .await
+        {
+            tracing::debug!("cannot set {setting}: {e}");
+        }
+    }
+}
+
 /// Opens one connection as `application_name`, in the requested state.
 async fn open_held(
     config: &Config,
     target: &Target,
     application_name: &str,
     state: HoldState,
+    lease: Option<Duration>,
 ) -> Result<Held, sqlx::Error> {
     let mut connection = target.connect(config, application_name).await?;
     let pid = backend_pid(&mut connection).await?;
+    limit_session(&mut connection, lease).await;
     if state == HoldState::IdleInTransaction {
         sqlx::raw_sql("BEGIN").execute(&mut connection).await?;
     }
     Ok(Held { connection, pid })
+}
+
+fn backends(server: Option<&String>, pids: impl Iterator<Item = i32>) -> Option<Touched> {
+    let pids: Vec<i32> = pids.collect();
+    (!pids.is_empty()).then(|| Touched::Backends {
+        server: server.cloned().unwrap_or_default(),
+        pids,
+    })
+}
+
+fn recorded_backends(touched: &Touched) -> Option<BTreeSet<i32>> {
+    match touched {
+        Touched::Backends { pids, .. } => Some(pids.iter().copied().collect()),
+        _ => None,
+    }
 }
 
 fn state_label(state: HoldState) -> &'static str {
@@ -313,6 +363,11 @@ pub struct PgExhaust {
     held: Vec<Held>,
     /// What the inject achieved, for describe.
     outcome: Option<ExhaustOutcome>,
+    lease: Option<Duration>,
+    /// Backends the inject opened, from the ledger (a revert in another process).
+    recorded: Option<BTreeSet<i32>>,
+    /// `host:port` of the server the inject connected to.
+    server: Option<String>,
 }
 
 struct ExhaustOutcome {
@@ -332,6 +387,9 @@ impl PgExhaust {
             evicted: 0,
             held: Vec::new(),
             outcome: None,
+            lease: None,
+            recorded: None,
+            server: None,
         }
     }
 
@@ -373,7 +431,15 @@ impl PgExhaust {
             }
             let spin_until = Instant::now() + SLOT_GRAB;
             while (self.held.len() as u32) < self.connections && Instant::now() < spin_until {
-                match open_held(config, target, &self.application_name, self.state).await {
+                match open_held(
+                    config,
+                    target,
+                    &self.application_name,
+                    self.state,
+                    self.lease,
+                )
+                .await
+                {
                     Ok(held) => {
                         register(&target.server, held.pid, &self.id);
                         self.held.push(held);
@@ -419,6 +485,7 @@ impl PgExhaust {
                     target,
                     &self.application_name,
                     self.state,
+                    self.lease,
                 ));
                 requested += 1;
             }
@@ -494,12 +561,25 @@ impl Fault for PgExhaust {
         }
     }
 
+    fn set_lease(&mut self, lease: Duration) {
+        self.lease = Some(lease);
+    }
+
+    fn touched(&self) -> Option<Touched> {
+        backends(self.server.as_ref(), self.held.iter().map(|h| h.pid))
+    }
+
+    fn restore(&mut self, touched: &Touched) {
+        self.recorded = recorded_backends(touched);
+    }
+
     fn inject<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             if !self.held.is_empty() {
                 return Ok(());
             }
             let target = Target::from_config(&ctx.config)?;
+            self.server = Some(target.server.clone());
             // The admin session must exist before the server is full.
             let mut admin = match &self.evict {
                 Some(_) => Some(target.admin(&ctx.config).await?),
@@ -521,9 +601,20 @@ impl Fault for PgExhaust {
             let target = Target::from_config(&ctx.config)?;
             let held = std::mem::take(&mut self.held);
             let closed = held.len();
+            let mine: Option<BTreeSet<i32>> = if held.is_empty() {
+                self.recorded.clone()
+            } else {
+                Some(held.iter().map(|h| h.pid).collect())
+            };
             close_all(&target, held).await;
-            let terminated =
-                clear_sessions(&ctx.config, &target, &self.application_name, &self.id).await?;
+            let terminated = clear_sessions(
+                &ctx.config,
+                &target,
+                &self.application_name,
+                &self.id,
+                mine.as_ref(),
+            )
+            .await?;
             self.outcome = None;
             tracing::info!(
                 "pg_exhaust reverted: closed {closed} held connections, terminated {terminated} \
@@ -553,6 +644,9 @@ pub struct PgLock {
     mode: String,
     application_name: String,
     held: Option<Held>,
+    lease: Option<Duration>,
+    recorded: Option<BTreeSet<i32>>,
+    server: Option<String>,
 }
 
 impl PgLock {
@@ -563,6 +657,9 @@ impl PgLock {
             mode: mode.to_ascii_lowercase(),
             application_name: application_name.to_string(),
             held: None,
+            lease: None,
+            recorded: None,
+            server: None,
         }
     }
 
@@ -597,6 +694,18 @@ impl PgLock {
 }
 
 impl Fault for PgLock {
+    fn set_lease(&mut self, lease: Duration) {
+        self.lease = Some(lease);
+    }
+
+    fn touched(&self) -> Option<Touched> {
+        backends(self.server.as_ref(), self.held.iter().map(|h| h.pid))
+    }
+
+    fn restore(&mut self, touched: &Touched) {
+        self.recorded = recorded_backends(touched);
+    }
+
     fn describe(&self, config: &Config) -> Description {
         Description {
             kind: "pg lock".into(),
@@ -629,6 +738,8 @@ impl Fault for PgLock {
             let pid = backend_pid(&mut connection)
                 .await
                 .map_err(|e| failed(config, "cannot read the backend pid", &e))?;
+            limit_session(&mut connection, self.lease).await;
+            self.server = Some(target.server.clone());
             register(&target.server, pid, &self.id);
             let locked = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                 .execute(&mut connection)
@@ -658,6 +769,10 @@ impl Fault for PgLock {
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let target = Target::from_config(&ctx.config)?;
+            let mine: Option<BTreeSet<i32>> = match &self.held {
+                Some(held) => Some(BTreeSet::from([held.pid])),
+                None => self.recorded.clone(),
+            };
             if let Some(mut held) = self.held.take() {
                 let _ = tokio::time::timeout(
                     CLOSE_TIMEOUT,
@@ -666,9 +781,15 @@ impl Fault for PgLock {
                 .await;
                 close_all(&target, vec![held]).await;
             }
-            clear_sessions(&ctx.config, &target, &self.application_name, &self.id)
-                .await
-                .map(|_| ())
+            clear_sessions(
+                &ctx.config,
+                &target,
+                &self.application_name,
+                &self.id,
+                mine.as_ref(),
+            )
+            .await
+            .map(|_| ())
         })
     }
 }

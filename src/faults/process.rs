@@ -21,6 +21,7 @@ use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, Upda
 use tokio::time::Instant;
 
 use super::spec::{ProcessAction, ProcessTarget};
+use super::touched::{ProcessStamp, Touched};
 use super::{Description, Fault, FaultContext, FaultError};
 use crate::config::Config;
 
@@ -48,6 +49,9 @@ pub struct ProcessFault {
     started: Option<u32>,
     /// This instance's inject found nothing to act on: its revert must not start anything.
     refused: bool,
+    /// Exactly the processes a freeze stopped (from this inject, or from the ledger): the thaw
+    /// continues those and no other stopped process of the same name.
+    frozen: Option<Vec<ProcessStamp>>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +70,7 @@ impl ProcessFault {
             injected: None,
             started: None,
             refused: false,
+            frozen: None,
         }
     }
 
@@ -118,6 +123,11 @@ impl ProcessFault {
             }
         }
         let pids: Vec<u32> = stopped.iter().copied().collect();
+        self.frozen = Some(
+            pids.iter()
+                .filter_map(|&pid| ProcessStamp::of(pid))
+                .collect(),
+        );
         wait_for_state(&pids, true).await?;
         self.injected = Some(Injected {
             children: stopped.len().saturating_sub(roots.len()),
@@ -127,6 +137,19 @@ impl ProcessFault {
     }
 
     async fn thaw(&mut self) -> Result<(), FaultError> {
+        if let Some(frozen) = &self.frozen {
+            // Children first, so a parent finds its children running when it wakes.
+            let pids: Vec<u32> = frozen
+                .iter()
+                .rev()
+                .filter(|stamp| stamp.is_same() && state_of(stamp.pid) == Some('T'))
+                .map(|stamp| stamp.pid)
+                .collect();
+            for &pid in &pids {
+                send(pid, Signal::SIGCONT, &self.target.name)?;
+            }
+            return wait_for_state(&pids, false).await;
+        }
         let snapshot = self.find().await?;
         let mut pids = Vec::new();
         if self.target.children {
@@ -309,6 +332,16 @@ impl Fault for ProcessFault {
                 ProcessAction::Terminate | ProcessAction::Kill => self.restart(ctx).await,
             }
         })
+    }
+
+    fn touched(&self) -> Option<Touched> {
+        self.frozen.clone().map(|pids| Touched::Processes { pids })
+    }
+
+    fn restore(&mut self, touched: &Touched) {
+        if let Touched::Processes { pids } = touched {
+            self.frozen = Some(pids.clone());
+        }
     }
 
     fn revert_deadline(&self) -> Duration {

@@ -49,12 +49,25 @@ impl Fault for ProxiedFault {
 
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let client = self.client(ctx)?;
-            client
-                .clear_fault(&self.id)
-                .await
-                .map(|_| ())
-                .map_err(|e| FaultError::Failed(e.to_string()))
+            let failed = |e: crate::proxy::ClientError| FaultError::Failed(e.to_string());
+            if let Some(client) = ctx.proxy.as_deref() {
+                return client
+                    .clear_fault(&self.id)
+                    .await
+                    .map(|_| ())
+                    .map_err(failed);
+            }
+            // Reverting from the ledger without attaching (dead-man agent, `recover`): clear it
+            // by id if a daemon runs; with no daemon, nothing carries the fault any more.
+            match ProxyClient::observe(&ctx.config.console.artifacts).await {
+                Ok(Some(client)) => client
+                    .clear_fault(&self.id)
+                    .await
+                    .map(|_| ())
+                    .map_err(failed),
+                Ok(None) => Ok(()),
+                Err(e) => Err(failed(e)),
+            }
         })
     }
 }

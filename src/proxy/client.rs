@@ -79,6 +79,9 @@ pub struct AttachOptions {
     pub start_timeout: Duration,
     /// Deadline for each request.
     pub call_timeout: Duration,
+    /// The console's identity: its lease and faults survive a reconnect, and only its own
+    /// faults are dropped when its lease lapses.
+    pub owner: Option<String>,
 }
 
 impl AttachOptions {
@@ -89,6 +92,7 @@ impl AttachOptions {
             exit_when_idle: None,
             start_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(3),
+            owner: None,
         }
     }
 }
@@ -160,6 +164,8 @@ struct Inner {
     hello: std::sync::Mutex<HelloReply>,
     configured: std::sync::Mutex<ConfigureReport>,
     connection: Mutex<Option<Connection>>,
+    /// Attached without a lease: never starts a daemon, never configures, never heartbeats.
+    observer: bool,
 }
 
 impl ProxyClient {
@@ -193,9 +199,44 @@ impl ProxyClient {
             configured: std::sync::Mutex::new(report),
             connection: Mutex::new(Some(connection)),
             options,
+            observer: false,
         });
         let heartbeat = tokio::spawn(heartbeat_loop(Arc::downgrade(&inner)));
         Ok(ProxyClient { inner, heartbeat })
+    }
+
+    /// Connects to the daemon for `dir` if one is running, without attaching: no lease, no
+    /// listener changes, no daemon started. For read-only commands and for reverting faults
+    /// by id. `None` when no daemon answers.
+    pub async fn observe(dir: &Path) -> Result<Option<ProxyClient>> {
+        let (connection, socket) = match connect_existing(dir).await {
+            Ok(found) => found,
+            Err(ClientError::NotRunning(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let options = AttachOptions::new(Duration::from_secs(1));
+        let inner = Arc::new(Inner {
+            dir: dir.to_owned(),
+            socket,
+            listeners: std::sync::Mutex::new(ListenerSet::default()),
+            hello: std::sync::Mutex::new(HelloReply {
+                pid: 0,
+                version: String::new(),
+                protocol: PROTOCOL_VERSION,
+                listeners: Vec::new(),
+            }),
+            configured: std::sync::Mutex::new(ConfigureReport::default()),
+            connection: Mutex::new(Some(connection)),
+            options,
+            observer: true,
+        });
+        let status = match inner.request(Request::Status).await? {
+            Reply::Status(status) => status,
+            other => return Err(unexpected("status", other)),
+        };
+        inner.hello.lock().expect("hello lock").pid = status.pid;
+        let heartbeat = tokio::spawn(async {});
+        Ok(Some(ProxyClient { inner, heartbeat }))
     }
 
     /// The daemon's answer to the latest `Hello`.
@@ -319,6 +360,14 @@ impl Inner {
                 result => return result,
             }
         }
+        if self.observer {
+            let (mut fresh, _) = connect_existing(&self.dir).await?;
+            let result = fresh.call(&self.socket, &request, timeout).await;
+            if result.is_ok() {
+                *connection = Some(fresh);
+            }
+            return result;
+        }
         let mut fresh = connect_or_start(&self.dir, &self.options).await?;
         let hello = say_hello(&mut fresh, &self.socket, &self.options).await?;
         *self.hello.lock().expect("hello lock") = hello;
@@ -362,6 +411,7 @@ async fn say_hello(
     let request = Request::Hello {
         console_pid: std::process::id(),
         lease: options.lease,
+        owner: options.owner.clone(),
     };
     let hello = match connection
         .call(socket, &request, options.call_timeout)

@@ -34,6 +34,8 @@ use super::tcp::{TcpFaults, TcpProxy};
 const MAX_LEASE: Duration = Duration::from_secs(600);
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 const EVENT_BUFFER: usize = 8192;
+/// How often the daemon checks that its control socket is still where clients look for it.
+const ORPHAN_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the daemon keeps its socket, pid file and log, under the artifacts directory.
 pub fn control_dir(dir: &Path) -> PathBuf {
@@ -131,7 +133,8 @@ pub struct Daemon {
 struct State {
     listeners: BTreeMap<String, Listener>,
     faults: BTreeMap<String, FaultEntry>,
-    consoles: HashMap<u64, Console>,
+    /// By console identity (or connection, for a console that sent none).
+    consoles: HashMap<String, Console>,
     /// Since when no console has held a lease.
     idle_since: Option<Instant>,
     /// Orders faults by when they were set, which is the order webhook faults are tried in.
@@ -150,6 +153,14 @@ enum ListenerSpec {
 }
 
 impl ListenerSpec {
+    /// Where it listens and where it forwards to, for messages.
+    fn endpoints(&self) -> (std::net::SocketAddr, String) {
+        match self {
+            ListenerSpec::Tcp(spec) => (spec.listen, spec.upstream.clone()),
+            ListenerSpec::Webhook(spec) => (spec.listen, spec.upstream.clone()),
+        }
+    }
+
     fn name(&self) -> &str {
         match self {
             ListenerSpec::Tcp(spec) => &spec.name,
@@ -195,6 +206,8 @@ impl Running {
 }
 
 struct FaultEntry {
+    /// The console whose lease keeps it alive; `None` for faults set outside a console.
+    owner: Option<String>,
     listener: String,
     fault: Fault,
     nonce: u64,
@@ -220,7 +233,15 @@ impl Console {
 struct Session {
     id: u64,
     /// Set by `Hello`: this connection is a console holding the lease.
-    console: Option<(u32, Duration)>,
+    console: Option<Attached>,
+}
+
+#[derive(Clone)]
+struct Attached {
+    pid: u32,
+    lease: Duration,
+    /// The key of this console's lease and faults.
+    key: String,
 }
 
 fn fault_kind(fault: &Fault) -> ListenerKind {
@@ -254,6 +275,7 @@ impl Daemon {
             )
         })?;
         fs::set_permissions(&socket, Permissions::from_mode(0o600))?;
+        let socket_inode = fs::metadata(&socket)?.ino();
         let pid_file = pid_path(dir);
         fs::write(&pid_file, format!("{}\n", std::process::id()))?;
 
@@ -278,12 +300,21 @@ impl Daemon {
             let accept = tokio::spawn(daemon.clone().accept_loop(listener));
             let janitor = tokio::spawn(daemon.clone().janitor_loop());
             let ticker = tokio::spawn(daemon.clone().counters_loop());
+            let orphan = tokio::spawn(
+                daemon
+                    .clone()
+                    .orphan_loop(socket_file.clone(), socket_inode),
+            );
             daemon.shutdown.cancelled().await;
             accept.abort();
             janitor.abort();
             ticker.abort();
-            let _ = fs::remove_file(&socket_file);
-            let _ = fs::remove_file(&pid_file);
+            orphan.abort();
+            // Only our own socket: a daemon started since may have bound the path.
+            if fs::metadata(&socket_file).is_ok_and(|m| m.ino() == socket_inode) {
+                let _ = fs::remove_file(&socket_file);
+                let _ = fs::remove_file(&pid_file);
+            }
             daemon.stop_everything().await;
             info!("proxy daemon stopped");
         });
@@ -309,6 +340,25 @@ impl Daemon {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    // The socket file is 0600 already; the kernel's word on the peer is the
+                    // second lock on the door.
+                    let me = nix::unistd::geteuid().as_raw();
+                    match stream.peer_cred() {
+                        Ok(cred) if cred.uid() == me => {}
+                        Ok(cred) => {
+                            warn!(
+                                uid = cred.uid(),
+                                "refused a control connection from another user"
+                            );
+                            continue;
+                        }
+                        Err(err) => {
+                            warn!(
+                                "refused a control connection: cannot read its credentials: {err}"
+                            );
+                            continue;
+                        }
+                    }
                     let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(self.clone().serve_control(stream, id));
                 }
@@ -385,9 +435,9 @@ impl Daemon {
                 }
             }
         }
-        if session.console.is_some() {
+        if let Some(attached) = &session.console {
             let mut state = self.state.lock().await;
-            if let Some(console) = state.consoles.get_mut(&session.id) {
+            if let Some(console) = state.consoles.get_mut(&attached.key) {
                 console.connected = false;
                 info!(
                     pid = console.pid,
@@ -423,33 +473,47 @@ impl Daemon {
 
     /// Any request from a console renews its lease.
     async fn touch(&self, session: &Session) {
-        let Some((pid, lease)) = session.console else {
+        let Some(attached) = &session.console else {
             return;
         };
         let mut state = self.state.lock().await;
-        let console = state.consoles.entry(session.id).or_insert(Console {
-            pid,
-            lease,
-            last_seen: Instant::now(),
-            connected: true,
-        });
+        let console = state
+            .consoles
+            .entry(attached.key.clone())
+            .or_insert(Console {
+                pid: attached.pid,
+                lease: attached.lease,
+                last_seen: Instant::now(),
+                connected: true,
+            });
         console.last_seen = Instant::now();
+        console.connected = true;
+        console.lease = attached.lease;
         state.idle_since = None;
     }
 
     async fn handle(&self, session: &mut Session, request: Request) -> Result<Reply, String> {
         match request {
-            Request::Hello { console_pid, lease } => {
+            Request::Hello {
+                console_pid,
+                lease,
+                owner,
+            } => {
                 if lease.is_zero() || lease > MAX_LEASE {
                     return Err(format!(
                         "lease must be between 1ms and {}",
                         humantime::format_duration(MAX_LEASE)
                     ));
                 }
-                session.console = Some((console_pid, lease));
+                let key = owner.unwrap_or_else(|| format!("connection-{}", session.id));
+                session.console = Some(Attached {
+                    pid: console_pid,
+                    lease,
+                    key: key.clone(),
+                });
                 self.touch(session).await;
                 self.janitor.notify_one();
-                info!(pid = console_pid, ?lease, "console attached");
+                info!(pid = console_pid, ?lease, console = %key, "console attached");
                 let state = self.state.lock().await;
                 Ok(Reply::Hello(HelloReply {
                     pid: std::process::id(),
@@ -461,7 +525,8 @@ impl Daemon {
             Request::Configure { tcp, webhooks } => {
                 let set = ListenerSet { tcp, webhooks };
                 set.check_names()?;
-                Ok(Reply::Configured(self.configure(set).await))
+                let me = session.console.as_ref().map(|a| a.key.as_str());
+                Ok(Reply::Configured(self.configure(set, me).await))
             }
             Request::Heartbeat => Ok(Reply::Heartbeat),
             Request::SetFault {
@@ -470,12 +535,13 @@ impl Daemon {
                 fault,
                 expires_in,
             } => {
-                if session.console.is_none() {
+                let Some(attached) = &session.console else {
                     return Err(
                         "send hello first: every fault lives under a console's lease".to_owned(),
                     );
-                }
-                self.set_fault(id, listener, fault, expires_in).await
+                };
+                self.set_fault(id, attached.key.clone(), listener, fault, expires_in)
+                    .await
             }
             Request::ClearFault { id } => {
                 let mut state = self.state.lock().await;
@@ -496,7 +562,11 @@ impl Daemon {
         }
     }
 
-    async fn configure(&self, set: ListenerSet) -> ConfigureReport {
+    /// Reconciles the listeners with `set`. While another console is attached, or a fault of
+    /// another owner is set, it only adds: a listener another console may be using is never
+    /// removed or restarted (that would cut its traffic), and a different spec for it is
+    /// reported as failed with the reason.
+    async fn configure(&self, set: ListenerSet, me: Option<&str>) -> ConfigureReport {
         let wanted: Vec<ListenerSpec> = set
             .tcp
             .into_iter()
@@ -504,10 +574,16 @@ impl Daemon {
             .chain(set.webhooks.into_iter().map(ListenerSpec::Webhook))
             .collect();
         let mut state = self.state.lock().await;
+        let shared = state.consoles.keys().any(|key| Some(key.as_str()) != me)
+            || state
+                .faults
+                .values()
+                .any(|entry| entry.owner.as_deref() != me);
 
         let removed: Vec<String> = state
             .listeners
             .keys()
+            .filter(|_| !shared)
             .filter(|name| !wanted.iter().any(|spec| spec.name() == name.as_str()))
             .cloned()
             .collect();
@@ -534,6 +610,24 @@ impl Daemon {
                     if listener.spec == spec && !matches!(listener.running, Running::Failed(_)) =>
                 {
                     ListenerAction::Unchanged
+                }
+                Some(listener) if shared => {
+                    let (listen, upstream) = listener.spec.endpoints();
+                    warn!(listener = %name, "not changed: in use by another console");
+                    reports.push(ListenerReport {
+                        name: name.clone(),
+                        kind: listener.spec.kind(),
+                        bound: None,
+                        action: ListenerAction::Failed,
+                        error: Some(format!(
+                            "another console uses it as {listen} -> {}; not changed while other consoles or their faults are active (stop them, or use the same [[proxy]]/[[webhook]] settings)",
+                            crate::redact::url(&upstream)
+                        )),
+                    });
+                    if let Some(previous) = previous {
+                        state.listeners.insert(name, previous);
+                    }
+                    continue;
                 }
                 Some(_) => ListenerAction::Restarted,
                 None => ListenerAction::Started,
@@ -610,6 +704,7 @@ impl Daemon {
     async fn set_fault(
         &self,
         id: String,
+        owner: String,
         listener: String,
         fault: Fault,
         expires_in: Option<Duration>,
@@ -647,6 +742,7 @@ impl Daemon {
         }
         state.fault_sequence += 1;
         let entry = FaultEntry {
+            owner: Some(owner),
             listener: listener.clone(),
             fault: fault.clone(),
             nonce: rand::random(),
@@ -759,31 +855,40 @@ impl Daemon {
             .collect();
         self.drop_faults(state, &expired, DropReason::Expired);
 
-        let lapsed: Vec<u64> = state
+        let lapsed: Vec<String> = state
             .consoles
             .iter()
             .filter(|(_, console)| console.lapses_at() <= now)
-            .map(|(id, _)| *id)
+            .map(|(key, _)| key.clone())
             .collect();
-        for id in &lapsed {
-            if let Some(console) = state.consoles.remove(id) {
+        for key in &lapsed {
+            if let Some(console) = state.consoles.remove(key) {
                 info!(
                     pid = console.pid,
+                    console = %key,
                     "console lease lapsed: nothing heard for {:?} (lease {:?})",
                     now.duration_since(console.last_seen),
                     console.lease
                 );
             }
         }
-        if !lapsed.is_empty() && state.consoles.is_empty() {
-            if !state.faults.is_empty() {
-                warn!(
-                    "no console holds the lease any more; dropping {} fault(s)",
-                    state.faults.len()
-                );
-            }
-            let ids: Vec<String> = state.faults.keys().cloned().collect();
-            self.drop_faults(state, &ids, DropReason::LeaseLapsed);
+        // A lapsed console's faults go; other consoles' faults stay. Faults of no console (set
+        // by a client that named none) go once no console is left at all.
+        let dropped: Vec<String> = state
+            .faults
+            .iter()
+            .filter(|(_, entry)| match &entry.owner {
+                Some(owner) => !state.consoles.contains_key(owner),
+                None => state.consoles.is_empty(),
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !dropped.is_empty() {
+            warn!(
+                "dropping {} fault(s) whose console no longer holds the lease",
+                dropped.len()
+            );
+            self.drop_faults(state, &dropped, DropReason::LeaseLapsed);
         }
 
         let mut next: Option<Instant> = None;
@@ -812,6 +917,31 @@ impl Daemon {
             .map(Console::lapses_at)
             .for_each(&mut consider);
         next
+    }
+
+    /// A daemon nobody can reach any more (its directory deleted, its socket replaced) and that
+    /// carries nothing for anyone exits by itself instead of holding its ports forever.
+    async fn orphan_loop(self: Arc<Self>, socket: PathBuf, inode: u64) {
+        let mut ticks = tokio::time::interval(ORPHAN_CHECK_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            ticks.tick().await;
+            let reachable = fs::metadata(&socket).is_ok_and(|m| m.ino() == inode);
+            if reachable {
+                continue;
+            }
+            let state = self.state.lock().await;
+            if state.consoles.is_empty() && state.faults.is_empty() {
+                info!(socket = %socket.display(), "control socket gone and nothing to carry: exiting");
+                self.shutdown.cancel();
+                return;
+            }
+            if !warned {
+                warn!(socket = %socket.display(), "control socket gone; exiting once no console and no fault is left");
+                warned = true;
+            }
+        }
     }
 
     async fn counters_loop(self: Arc<Self>) {

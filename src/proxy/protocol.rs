@@ -13,7 +13,7 @@ use super::faults::Fault;
 use super::spec::{ListenerSet, TcpListenerSpec, WebhookListenerSpec};
 
 /// Bumped on any incompatible change; a client refuses a daemon that speaks another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest accepted request or response line.
 pub const MAX_LINE: usize = 1 << 20;
@@ -26,6 +26,9 @@ pub enum Request {
         console_pid: u32,
         #[serde(with = "durations")]
         lease: Duration,
+        /// The console's identity; its lease (and the faults it set) survive a reconnect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// Reconcile the running listeners with this set.
     Configure {
@@ -116,7 +119,7 @@ pub struct HelloReply {
 }
 
 /// The outcome of `Configure`, one entry per requested listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigureReport {
     pub listeners: Vec<ListenerReport>,
 }

@@ -67,6 +67,23 @@ pub struct Scenario {
     pub abort_when: Vec<Check>,
 }
 
+impl Scenario {
+    /// The longest a run of it can take when everything goes by the plan: baseline, the last
+    /// step's end, the recovery window.
+    pub fn planned_length(&self) -> Duration {
+        let injection = self
+            .steps
+            .iter()
+            .map(|s| match &s.action {
+                StepAction::Inject { lease, .. } => s.at + *lease,
+                _ => s.at,
+            })
+            .max()
+            .unwrap_or_default();
+        self.baseline + injection + self.recovery_within
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Offset from the start of the injection phase.

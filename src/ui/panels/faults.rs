@@ -138,6 +138,12 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         }
     }
 
+    y = draw_others(
+        buf,
+        Rect::new(body.x, y, body.width, bottom.saturating_sub(y)),
+        ctx,
+    );
+
     if y >= bottom {
         return;
     }
@@ -201,6 +207,54 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         y += 1;
     }
     super::more(buf, row(body, body.height.saturating_sub(1)), hidden, ctx);
+}
+
+/// Other consoles' faults, from the shared ledger, each with its owner; returns the next row.
+/// Everyone sees every fault that is applied, whoever applied it.
+fn draw_others(buf: &mut Buffer, area: Rect, ctx: &PanelCtx<'_>) -> u16 {
+    let theme = ctx.theme;
+    let others = &ctx.state.faults.others;
+    let mut y = area.y;
+    if others.is_empty() || area.height == 0 {
+        return y;
+    }
+    put_spans(
+        buf,
+        Rect::new(area.x, y, area.width, 1),
+        &[Span::styled(
+            format!("other consoles ({}) · E reverts everyone's", others.len()),
+            theme.muted(),
+        )],
+    );
+    y += 1;
+    // Leave two rows for the catalog.
+    let budget = (area.height.saturating_sub(3) as usize).max(1);
+    let now = ctx.state.wall(ctx.state.now_ms);
+    let active = theme.level(Level::Warn).patch(theme.fault());
+    for other in others.iter().take(budget) {
+        if y >= area.bottom() {
+            break;
+        }
+        let left = (other.lease_until - now).num_milliseconds().max(0) as u64;
+        let state = if other.owner_alive {
+            Span::styled(format!("ACTIVE {} left", format::span(left)), active)
+        } else {
+            Span::styled("console gone: reverting", theme.level(Level::Crit))
+        };
+        put_spans(
+            buf,
+            Rect::new(area.x, y, area.width, 1),
+            &[
+                Span::styled("◇ ", active),
+                Span::styled(format!("{} ", other.name), theme.text()),
+                Span::styled(format!("{} ", other.target), theme.muted()),
+                Span::styled(format!("by {} ", ctx.redact(&other.owner)), theme.text()),
+                state,
+            ],
+        );
+        y += 1;
+    }
+    y
 }
 
 /// The running scenario's checks with live pass/fail, failing ones first; returns the next row.
