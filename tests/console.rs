@@ -1,6 +1,7 @@
 //! The console binary in a real terminal, against real servers through gameday's proxies: faults
 //! triggered by keystrokes change what the servers' clients experience, and every way out —
-//! q, Ctrl-C, SIGTERM, SIGHUP, and SIGKILL followed by the next start — leaves nothing applied.
+//! q, Ctrl-C, SIGTERM, a closed terminal, and SIGKILL (with its dead-man agent killed too)
+//! followed by the next start — leaves nothing applied.
 
 mod support;
 
@@ -270,8 +271,10 @@ fn sigterm_reverts_every_fault_before_exit() {
 }
 
 #[test]
-fn sighup_reverts_every_fault_before_exit() {
-    quit_and_check("quit-sighup", |c| c.signal(Signal::SIGHUP), "SIGHUP");
+fn a_closed_terminal_reverts_every_fault_before_exit() {
+    // The pty master goes away: the kernel hangs the session up and every write to the
+    // terminal fails from then on, including on the way out.
+    quit_and_check("quit-hangup", |c| c.hangup(), "a hangup");
 }
 
 #[test]
@@ -291,6 +294,9 @@ fn after_sigkill_traffic_flows_faults_lapse_and_the_next_start_recovers_the_ledg
         "webhook delayed past 1.5s"
     );
 
+    // The console and its dead-man agent both die (a machine's processes killed at once): only
+    // the proxy daemon's lease and the ledger are left to act.
+    support::kill_guard("killed");
     console.signal(Signal::SIGKILL);
     console.wait_exit(Duration::from_secs(5));
     let killed = Instant::now();

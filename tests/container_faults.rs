@@ -535,7 +535,10 @@ async fn through_the_engine_reports_come_in_order_and_the_ledger_holds_it_while_
     let ledger = Ledger::new(&config.console.artifacts).unwrap();
     let ctx = Arc::new(context(&config));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<FaultReport>(16);
-    let handle = engine::spawn(ctx, ledger.clone(), "test-session".into(), tx);
+    let owner = gameday::ledger::Owner::new("test-session");
+    let _alive = ledger.hold(&owner).unwrap();
+    let (others, _) = tokio::sync::watch::channel(Vec::new());
+    let handle = engine::spawn(ctx, ledger.clone(), owner, tx, others);
     handle
         .inject(
             "broker-stop",

@@ -28,7 +28,6 @@ pub(crate) struct FaultRig {
     pub(crate) ledger: Ledger,
     pub(crate) client: Arc<ProxyClient>,
     /// The rig's console identity, held alive like a console's.
-    pub(crate) owner: crate::ledger::Owner,
     _alive: crate::ledger::ConsoleLock,
     daemon: DaemonHandle,
     dir: PathBuf,
@@ -66,13 +65,12 @@ impl FaultRig {
             .hold(&owner)
             .map_err(|err| format!("console lock: {err}"))?;
         let (others, _) = tokio::sync::watch::channel(Vec::new());
-        let engine = engine::spawn(context, ledger.clone(), owner.clone(), tx, others);
+        let engine = engine::spawn(context, ledger.clone(), owner, tx, others);
         Ok(FaultRig {
             engine,
             reports,
             ledger,
             client,
-            owner,
             _alive: alive,
             daemon,
             dir: dir.to_owned(),

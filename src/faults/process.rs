@@ -992,7 +992,10 @@ mod tests {
 
         let ledger = Ledger::new(&dir.join("artifacts")).unwrap();
         let (tx, mut reports) = mpsc::channel::<FaultReport>(64);
-        let handle = engine::spawn(Arc::new(ctx), ledger.clone(), "test".into(), tx);
+        let owner = crate::ledger::Owner::new("test");
+        let _alive = ledger.hold(&owner).unwrap();
+        let (others, _) = tokio::sync::watch::channel(Vec::new());
+        let handle = engine::spawn(Arc::new(ctx), ledger.clone(), owner, tx, others);
         let spec = FaultSpec::Process {
             target: slow,
             action: ProcessAction::Kill,

@@ -44,14 +44,29 @@ pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() ->
 /// The gameday binary running in a pseudo-terminal, with a terminal emulator reading its screen.
 pub struct Console {
     child: Child,
-    master: File,
+    /// `None` once the terminal was hung up.
+    master: Option<File>,
     screen: Arc<Mutex<vt100::Parser>>,
+    /// Tells the screen reader to let go of its end of the terminal.
+    hung_up: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub dir: PathBuf,
 }
 
 impl Console {
     /// Runs `gameday <args>` in `dir` on a `cols`×`rows` terminal.
     pub fn spawn(dir: &Path, args: &[&str], cols: u16, rows: u16) -> Console {
+        Console::spawn_with_env(dir, args, &[], cols, rows)
+    }
+
+    /// [`Console::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cols: u16,
+        rows: u16,
+    ) -> Console {
         let size = Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -59,6 +74,15 @@ impl Console {
             ws_ypixel: 0,
         };
         let pty = openpty(&size, None).expect("openpty");
+        // Only this test process may hold the terminal's ends: a console (or anything it starts)
+        // that inherited the master would keep the terminal open after a hangup.
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .expect("close-on-exec");
+        }
         let slave: OwnedFd = pty.slave;
         let mut command = Command::new(GAMEDAY);
         command
@@ -66,15 +90,19 @@ impl Console {
             .current_dir(dir)
             .env("TERM", "xterm-256color")
             .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave));
-        // Its own session, like a program started in a terminal window.
+        // Its own session with this terminal as its controlling terminal, like a program
+        // started in a terminal window: closing the terminal hangs it up.
         unsafe {
             command.pre_exec(|| {
-                nix::unistd::setsid()
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         let child = command.spawn().expect("start gameday");
@@ -86,30 +114,62 @@ impl Console {
             0,
         )));
         let mut reader = master.try_clone().expect("dup master");
-        let mut answers = master.try_clone().expect("dup master");
+        let hung_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = hung_up.clone();
         let feed = screen.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            use std::os::fd::AsFd;
             let mut buf = [0u8; 8192];
-            // Ends with EIO once the console has exited and closed the terminal.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
+            loop {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
+                // A bounded wait, so a hangup can take this end of the terminal away too.
+                let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(50u16)) {
+                    Ok(0) => continue,
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+                // Ends with EIO once the console has exited and closed the terminal.
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
                 let mut parser = feed.lock().unwrap();
                 parser.process(&buf[..n]);
                 // Answer "where is the cursor?" (DSR) like a real terminal does.
                 if buf[..n].windows(4).any(|w| w == b"\x1b[6n") {
                     let (row, col) = parser.screen().cursor_position();
-                    let _ = write!(answers, "\x1b[{};{}R", row + 1, col + 1);
+                    let _ = write!(reader, "\x1b[{};{}R", row + 1, col + 1);
                 }
             }
         });
         Console {
             child,
-            master,
+            master: Some(master),
             screen,
+            hung_up,
+            reader: Some(reader),
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Closes the terminal the way a closed window or a dropped SSH connection does: every
+    /// descriptor of its master side goes, so the kernel hangs up the console's session and
+    /// every later read or write on its terminal fails.
+    pub fn hangup(&mut self) {
+        self.hung_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.master.take();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the screen reader ends");
+        }
+    }
+
+    fn master(&mut self) -> &mut File {
+        self.master.as_mut().expect("the terminal is still open")
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,12 +198,12 @@ impl Console {
     }
 
     pub fn keys(&mut self, keys: &str) {
-        self.master.write_all(keys.as_bytes()).expect("type");
-        self.master.flush().expect("flush");
+        self.master().write_all(keys.as_bytes()).expect("type");
+        self.master().flush().expect("flush");
     }
 
     pub fn ctrl_c(&mut self) {
-        self.master.write_all(&[0x03]).expect("type ctrl-c");
+        self.master().write_all(&[0x03]).expect("type ctrl-c");
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -167,7 +227,7 @@ impl Console {
     }
 
     pub fn raw_fd(&self) -> i32 {
-        self.master.as_raw_fd()
+        self.master.as_ref().expect("open terminal").as_raw_fd()
     }
 }
 
@@ -177,7 +237,42 @@ impl Drop for Console {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        self.hung_up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The pid of the dead-man agent (`gameday guard`) watching the console of `session`.
+pub fn guard_pid(session: &str) -> Option<u32> {
+    let suffix = format!("/{session}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.get(1).is_some_and(|a| a == "guard")
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "--session-dir" && w[1].ends_with(&suffix))
+        })
+}
+
+/// SIGKILLs the dead-man agent of `session` and waits until it is gone: how a test reaches the
+/// last line of defence (the next start, `gameday recover`).
+pub fn kill_guard(session: &str) {
+    let pid = guard_pid(session).expect("the console has a dead-man agent");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the agent");
+    wait_until("the agent is gone", Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    });
 }
 
 /// `GET url` as JSON of type `T`; panics with the URL on any failure.
