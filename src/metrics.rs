@@ -490,7 +490,10 @@ mod tests {
             "exactly the window old: kept"
         );
         store.record(1001, "nats.up", 1.0);
-        assert!(store.get("nats.consumer.gone").is_none(), "1 ms past: dropped");
+        assert!(
+            store.get("nats.consumer.gone").is_none(),
+            "1 ms past: dropped"
+        );
         assert_eq!(store.len(), 1);
         // A gap is a point too, and moves time on like a record.
         store.record(1500, "pg.rows", 1.0);
@@ -520,18 +523,30 @@ mod tests {
         store.record(10, "b", 1.0);
         store.record(20, "c", 1.0);
         store.record(30, "d", 1.0);
-        assert_eq!(store.keys_with_prefix("").collect::<Vec<_>>(), ["b", "c", "d"]);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["b", "c", "d"]
+        );
         store.record(30, "e", 1.0);
-        assert_eq!(store.keys_with_prefix("").collect::<Vec<_>>(), ["c", "d", "e"]);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["c", "d", "e"]
+        );
         // Every key now sampled at 30: a new key at 30 is refused, not swapped in.
         store.record(30, "c", 2.0);
         store.record(30, "f", 1.0);
         store.record(30, "g", 1.0);
-        assert_eq!(store.keys_with_prefix("").collect::<Vec<_>>(), ["c", "d", "e"]);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["c", "d", "e"]
+        );
         assert_eq!(store.refused_keys(), 2);
         // Time moves on: ties in idleness go by key order.
         store.record(40, "h", 1.0);
-        assert_eq!(store.keys_with_prefix("").collect::<Vec<_>>(), ["d", "e", "h"]);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["d", "e", "h"]
+        );
         assert_eq!(store.current("d"), Some(1.0));
     }
 

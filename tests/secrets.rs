@@ -139,7 +139,10 @@ fn a_bot_token_in_the_upstream_never_reaches_the_daemon_log_or_the_status() {
     assert!(printed.status.success(), "{printed:?}");
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(!printed.contains(SECRET), "proxy status:\n{printed}");
-    assert!(printed.contains("1 upstream errors"), "proxy status:\n{printed}");
+    assert!(
+        printed.contains("1 upstream errors"),
+        "proxy status:\n{printed}"
+    );
 
     rt.block_on(stop_daemon(&dir, Duration::from_secs(5)))
         .expect("stop the daemon");
@@ -152,7 +155,10 @@ fn a_bot_token_in_the_upstream_never_reaches_the_daemon_log_or_the_status() {
         log.contains("webhook forwarder listening"),
         "the log has the listener line:\n{log}"
     );
-    assert!(log.contains("/bot***/"), "the upstream is logged masked:\n{log}");
+    assert!(
+        log.contains("/bot***/"),
+        "the upstream is logged masked:\n{log}"
+    );
     assert!(
         log.contains("UpstreamError"),
         "the error path was logged:\n{log}"
