@@ -188,35 +188,158 @@ impl Stats {
     }
 }
 
+/// Keys a live store holds at most: ephemeral consumers and one-off application names must not
+/// grow it without limit over a long drill.
+pub const DEFAULT_MAX_KEYS: usize = 4096;
+/// Expiry sweeps run at most this many times per idle window, so each costs O(keys) rarely.
+const SWEEPS_PER_WINDOW: u64 = 64;
+/// A full store evicts this fraction of its keys at once, so eviction is O(1) per new key
+/// amortised instead of a scan per key.
+const EVICT_FRACTION: usize = 64;
+
 /// Every series by key. Keys sort so that related metrics sit together.
 #[derive(Debug, Clone)]
 pub struct MetricStore {
     series: BTreeMap<String, Series>,
     capacity: usize,
+    /// A series whose newest point is this much older than the newest time recorded is
+    /// dropped; `None` keeps every series (replays rebuild a finished session whole).
+    idle_after_ms: Option<u64>,
+    max_keys: usize,
+    /// The newest time recorded: "the latest sample".
+    now_ms: u64,
+    /// No expiry sweep before this time: the earliest a surviving series can turn idle, and
+    /// at least a sweep interval after the previous sweep.
+    next_sweep_ms: u64,
+    /// Set while the store is full of keys recorded at this time: nothing can be evicted
+    /// until time moves on, so new keys are refused without another scan.
+    full_at_ms: Option<u64>,
+    refused_keys: u64,
+    /// Expiry sweeps run so far (tests check they stay rare).
+    sweeps: u64,
 }
 
 impl MetricStore {
+    /// A store that keeps every key forever.
     pub fn new(capacity: usize) -> Self {
         MetricStore {
             series: BTreeMap::new(),
             capacity,
+            idle_after_ms: None,
+            max_keys: usize::MAX,
+            now_ms: 0,
+            next_sweep_ms: u64::MAX,
+            full_at_ms: None,
+            refused_keys: 0,
+            sweeps: 0,
+        }
+    }
+
+    /// A live store: `capacity` points per series, series idle for more than `idle_after_ms`
+    /// dropped, at most `max_keys` keys (the longest idle evicted first).
+    pub fn with_limits(capacity: usize, idle_after_ms: u64, max_keys: usize) -> Self {
+        MetricStore {
+            idle_after_ms: Some(idle_after_ms),
+            max_keys: max_keys.max(1),
+            ..MetricStore::new(capacity)
         }
     }
 
     pub fn record(&mut self, at_ms: u64, key: &str, value: f64) {
-        match self.series.get_mut(key) {
-            Some(s) => s.push(at_ms, Some(value)),
-            None => {
-                let mut s = Series::new(self.capacity);
-                s.push(at_ms, Some(value));
-                self.series.insert(key.to_string(), s);
-            }
+        self.advance(at_ms);
+        if let Some(s) = self.series.get_mut(key) {
+            s.push(at_ms, Some(value));
+            return;
         }
+        if self.series.len() >= self.max_keys && !self.make_room() {
+            self.refused_keys += 1;
+            if self.refused_keys == 1 {
+                tracing::warn!(
+                    max_keys = self.max_keys,
+                    "metric store full of keys sampled just now; new keys are dropped"
+                );
+            }
+            return;
+        }
+        let mut s = Series::new(self.capacity);
+        s.push(at_ms, Some(value));
+        self.series.insert(key.to_string(), s);
+        if let Some(idle) = self.idle_after_ms {
+            // The new series may be the first to turn idle.
+            self.next_sweep_ms = self
+                .next_sweep_ms
+                .min(at_ms.saturating_add(idle).saturating_add(1));
+        }
+    }
+
+    /// Moves "now" forward and drops idle series when one can be due.
+    fn advance(&mut self, at_ms: u64) {
+        if at_ms > self.now_ms {
+            self.now_ms = at_ms;
+            self.full_at_ms = None;
+        }
+        if let Some(idle) = self.idle_after_ms
+            && self.now_ms >= self.next_sweep_ms
+        {
+            self.sweep_idle(idle);
+        }
+    }
+
+    fn sweep_idle(&mut self, idle_after_ms: u64) {
+        self.sweeps += 1;
+        let now = self.now_ms;
+        let mut oldest = u64::MAX;
+        self.series.retain(|_, s| {
+            let last = s.last_at().unwrap_or(0);
+            let keep = now.saturating_sub(last) <= idle_after_ms;
+            if keep {
+                oldest = oldest.min(last);
+            }
+            keep
+        });
+        let due = oldest.saturating_add(idle_after_ms).saturating_add(1);
+        let interval = (idle_after_ms / SWEEPS_PER_WINDOW).max(1);
+        self.next_sweep_ms = due.max(now.saturating_add(interval));
+    }
+
+    /// Evicts the series idle the longest (a batch of them, never one recorded in the latest
+    /// sample). False when nothing could go.
+    fn make_room(&mut self) -> bool {
+        if self.full_at_ms == Some(self.now_ms) {
+            return false;
+        }
+        let now = self.now_ms;
+        let mut idle: Vec<(u64, &str)> = self
+            .series
+            .iter()
+            .map(|(k, s)| (s.last_at().unwrap_or(0), k.as_str()))
+            .filter(|&(last, _)| last < now)
+            .collect();
+        if idle.is_empty() {
+            self.full_at_ms = Some(now);
+            return false;
+        }
+        let batch = (self.max_keys / EVICT_FRACTION).clamp(1, idle.len());
+        if batch < idle.len() {
+            idle.select_nth_unstable(batch - 1);
+            idle.truncate(batch);
+        }
+        let evicted: Vec<String> = idle.into_iter().map(|(_, k)| k.to_owned()).collect();
+        for key in evicted {
+            self.series.remove(&key);
+        }
+        true
+    }
+
+    /// New keys dropped because the store was full of keys sampled at that very time.
+    pub fn refused_keys(&self) -> u64 {
+        self.refused_keys
     }
 
     /// Mark a gap in every series under `prefix` (e.g. `nats.`) except the `*.up` flags, which keep
     /// recording 0 while down.
     pub fn gap(&mut self, at_ms: u64, prefix: &str) {
+        self.advance(at_ms);
         for (key, s) in self.series.range_mut(prefix.to_string()..) {
             if !key.starts_with(prefix) {
                 break;
@@ -353,5 +476,123 @@ mod tests {
             s.push(t * 10, Some(t as f64));
         }
         assert_eq!(s.values_between(10, 30).collect::<Vec<_>>(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_series_idle_longer_than_the_window_is_dropped() {
+        let mut store = MetricStore::with_limits(10, 1000, 100);
+        store.record(0, "nats.consumer.gone", 1.0);
+        store.record(0, "nats.up", 1.0);
+        store.record(500, "nats.up", 1.0);
+        store.record(1000, "nats.up", 1.0);
+        assert!(
+            store.get("nats.consumer.gone").is_some(),
+            "exactly the window old: kept"
+        );
+        store.record(1001, "nats.up", 1.0);
+        assert!(
+            store.get("nats.consumer.gone").is_none(),
+            "1 ms past: dropped"
+        );
+        assert_eq!(store.len(), 1);
+        // A gap is a point too, and moves time on like a record.
+        store.record(1500, "pg.rows", 1.0);
+        store.gap(2001, "nats.");
+        assert_eq!(store.get("nats.up").unwrap().len(), 4, ".up takes no gap");
+        // Sweeps run at most every window/64 (15 ms here), so the one after 2001 is at 2016:
+        // a series outlives the window by at most that much.
+        store.gap(2015, "nats.");
+        assert!(store.get("nats.up").is_some());
+        store.gap(2016, "nats.");
+        assert!(store.get("nats.up").is_none(), "idle since 1001");
+        assert!(store.get("pg.rows").is_some(), "idle since 1500 only");
+    }
+
+    #[test]
+    fn stores_without_limits_keep_every_series() {
+        let mut store = MetricStore::new(10);
+        store.record(0, "old", 1.0);
+        store.record(u64::MAX / 2, "new", 1.0);
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_full_store_evicts_the_longest_idle_key_but_never_one_sampled_just_now() {
+        let mut store = MetricStore::with_limits(10, 1_000_000, 3);
+        store.record(0, "a", 1.0);
+        store.record(10, "b", 1.0);
+        store.record(20, "c", 1.0);
+        store.record(30, "d", 1.0);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["b", "c", "d"]
+        );
+        store.record(30, "e", 1.0);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["c", "d", "e"]
+        );
+        // Every key now sampled at 30: a new key at 30 is refused, not swapped in.
+        store.record(30, "c", 2.0);
+        store.record(30, "f", 1.0);
+        store.record(30, "g", 1.0);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["c", "d", "e"]
+        );
+        assert_eq!(store.refused_keys(), 2);
+        // Time moves on: ties in idleness go by key order.
+        store.record(40, "h", 1.0);
+        assert_eq!(
+            store.keys_with_prefix("").collect::<Vec<_>>(),
+            ["d", "e", "h"]
+        );
+        assert_eq!(store.current("d"), Some(1.0));
+    }
+
+    #[test]
+    fn a_full_store_evicts_in_batches() {
+        let mut store = MetricStore::with_limits(10, 1_000_000, 128);
+        for i in 0..128u64 {
+            store.record(i, &format!("k{i:03}"), 1.0);
+        }
+        store.record(200, "new", 1.0);
+        // 128 / EVICT_FRACTION = 2 go at once: one scan serves the next new key too.
+        assert_eq!(store.len(), 127);
+        assert!(store.get("k000").is_none() && store.get("k001").is_none());
+        assert!(store.get("k002").is_some());
+        store.record(200, "newer", 1.0);
+        assert_eq!(store.len(), 128);
+    }
+
+    #[test]
+    fn expiry_sweeps_stay_rare_under_steady_load_and_churn() {
+        const WINDOW: u64 = 6400;
+        const STEP: u64 = 100;
+        let mut store = MetricStore::with_limits(100, WINDOW, 10_000);
+        let keys: Vec<String> = (0..200).map(|i| format!("steady.{i}")).collect();
+        let samples = 10 * WINDOW / STEP;
+        for n in 0..samples {
+            for key in &keys {
+                store.record(n * STEP, key, 1.0);
+            }
+        }
+        assert_eq!(store.len(), 200);
+        assert!(store.sweeps <= 10, "{} sweeps", store.sweeps);
+
+        // A one-off key every sample: each expires, but sweeps are capped per window.
+        let before = store.sweeps;
+        for n in samples..2 * samples {
+            store.record(n * STEP, &format!("ephemeral.{n}"), 1.0);
+            for key in &keys {
+                store.record(n * STEP, key, 1.0);
+            }
+        }
+        let sweeps = store.sweeps - before;
+        assert!(sweeps <= 10 * SWEEPS_PER_WINDOW + 1, "{sweeps} sweeps");
+        // The live one-offs: those of the last window, plus at most one sweep interval late.
+        let ephemeral = store.keys_with_prefix("ephemeral.").count() as u64;
+        let bound = (WINDOW + WINDOW / SWEEPS_PER_WINDOW) / STEP + 1;
+        assert!(ephemeral <= bound, "{ephemeral} one-off keys live");
     }
 }

@@ -61,6 +61,80 @@ pub fn mask_bot_token(path: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Masks every URL (`scheme://…`) found in arbitrary text with [`url`], and any bare Telegram
+/// token path (`/bot123456:ABC…`) outside one. For log lines and error strings, which quote
+/// URLs in the middle of prose.
+pub fn free_text(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") && !text.contains("/bot") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(sep) = rest.find("://") {
+        // Scheme characters are ASCII, so walking back byte by byte stays on char boundaries.
+        let bytes = rest.as_bytes();
+        let mut start = sep;
+        while start > 0 && is_scheme_byte(bytes[start - 1]) {
+            start -= 1;
+        }
+        let end = rest[sep..]
+            .find(|c: char| c.is_whitespace() || URL_END.contains(&c))
+            .map_or(rest.len(), |i| sep + i);
+        out.push_str(&rest[..start]);
+        if start == sep {
+            // No scheme in front: not a URL.
+            out.push_str(&rest[sep..end]);
+        } else {
+            out.push_str(&url(&rest[start..end]));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let masked = mask_bare_bot_tokens(&out);
+    if masked == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(masked)
+    }
+}
+
+/// Characters that end a URL quoted in prose or in a `Debug`-formatted field.
+const URL_END: [char; 6] = ['"', '\'', '<', '>', '`', '\\'];
+
+fn is_scheme_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+}
+
+/// `/bot<digits>:<token>` anywhere in the text. Stricter than [`mask_bot_token`] (digits, a
+/// colon, then token characters) so prose such as "/bottom" is left alone.
+fn mask_bare_bot_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("/bot") {
+        let token_start = at + 4;
+        let tail = &rest[token_start..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        let secret = tail[digits..]
+            .strip_prefix(':')
+            .map(|after| {
+                after
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+                    .count()
+            })
+            .unwrap_or(0);
+        out.push_str(&rest[..token_start]);
+        if digits > 0 && secret > 0 {
+            out.push_str(MASK);
+            rest = &tail[digits + 1 + secret..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Header or parameter names whose values are secrets.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -181,6 +255,44 @@ mod tests {
         assert_eq!(
             secrets_in_url("http://h/bot12:AB/send?api_key=k1"),
             vec!["k1".to_string(), "12:AB".to_string()]
+        );
+    }
+
+    #[test]
+    fn free_text_masks_every_url_and_bare_bot_token() {
+        let line = "upstream=http://127.0.0.1:9/bot123456:SECRETTOKEN/ failed; \
+                    dsn \"postgres://app:s3cret@db:5432/x\", retry nats://tok@h:4222 then \
+                    POST /bot42:AbC_d-9/sendMessage";
+        let masked = free_text(line);
+        for secret in ["SECRETTOKEN", "s3cret", "tok@", "AbC_d-9"] {
+            assert!(!masked.contains(secret), "{secret} survived: {masked}");
+        }
+        assert!(masked.contains("http://127.0.0.1:9/bot***/ failed"));
+        assert!(masked.contains("postgres://app:***@db:5432/x\""));
+        assert!(masked.contains("nats://***@h:4222 then"));
+        assert!(masked.contains("POST /bot***/sendMessage"));
+    }
+
+    #[test]
+    fn free_text_leaves_harmless_text_borrowed() {
+        for text in [
+            "tcp proxy listening bound=127.0.0.1:5000 upstream=127.0.0.1:4222",
+            "see http://127.0.0.1:8222/varz and /bottom/of/page",
+            "odd ://no-scheme and /bot:x and /bot12",
+            "",
+        ] {
+            assert!(
+                matches!(free_text(text), Cow::Borrowed(_)),
+                "{text:?} was rewritten"
+            );
+        }
+    }
+
+    #[test]
+    fn free_text_handles_non_ascii_around_urls() {
+        assert_eq!(
+            free_text("échec → http://u:pw@h/é fin"),
+            "échec → http://u:***@h/é fin"
         );
     }
 }

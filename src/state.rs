@@ -244,7 +244,11 @@ impl AppState {
         AppState {
             session,
             now_ms: 0,
-            metrics: MetricStore::new(capacity),
+            metrics: MetricStore::with_limits(
+                capacity,
+                config.console.history.get().as_millis() as u64,
+                crate::metrics::DEFAULT_MAX_KEYS,
+            ),
             thresholds,
             levels: BTreeMap::new(),
             sources: BTreeMap::new(),

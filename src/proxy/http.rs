@@ -32,6 +32,7 @@ use super::protocol::{ProxyEvent, WebhookCounters, WebhookOutcome, WebhookRecord
 use super::retry::{RetryDetector, request_key};
 use super::spec::WebhookListenerSpec;
 use super::tcp::bind_listener;
+use crate::redact;
 
 /// The faults on one webhook listener, as published by the daemon.
 pub(crate) type WebhookFaults = Arc<Vec<ActiveFault<WebhookFault>>>;
@@ -84,26 +85,36 @@ struct Upstream {
 }
 
 impl Upstream {
+    /// Errors quote the upstream masked: they reach the daemon's log and the status line.
     fn parse(text: &str) -> Result<Upstream, String> {
+        let shown = redact::url(text);
         let uri: Uri = text
             .parse()
-            .map_err(|err| format!("upstream {text:?} is not a URL: {err}"))?;
+            .map_err(|err| format!("upstream {shown:?} is not a URL: {err}"))?;
         if uri.scheme_str() != Some("http") {
             return Err(format!(
-                "upstream {text:?} must start with http:// (TLS upstreams are not supported)"
+                "upstream {shown:?} must start with http:// (TLS upstreams are not supported)"
             ));
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("upstream {text:?} has no host"))?;
+            .ok_or_else(|| format!("upstream {shown:?} has no host"))?;
         if uri.query().is_some() {
-            return Err(format!("upstream {text:?} must not have a query string"));
+            return Err(format!("upstream {shown:?} must not have a query string"));
         }
         Ok(Upstream {
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// `host:port` without any `user:password@`, for messages.
+    fn host(&self) -> &str {
+        let authority = self.authority.as_str();
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host)
     }
 
     fn uri_for(&self, request: &Uri) -> Result<Uri, String> {
@@ -207,7 +218,7 @@ impl WebhookForwarder {
             events,
             stopped: CancellationToken::new(),
         });
-        info!(listener = %spec.name, %bound, upstream = %spec.upstream, "webhook forwarder listening");
+        info!(listener = %spec.name, %bound, upstream = %redact::url(&spec.upstream), "webhook forwarder listening");
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(WebhookForwarder {
             shared,
@@ -446,11 +457,14 @@ async fn handle(
             Ok(record.answer(response, WebhookOutcome::Ok))
         }
         Ok(Err(reason)) => {
+            // The reason goes into the record, the counters' consumers and the log: a client
+            // error may quote the request URI, whose path can hold a bot token.
+            let reason = redact::free_text(&reason).into_owned();
             let response = plain_response(
                 StatusCode::BAD_GATEWAY,
                 format!(
                     "gameday: upstream {} failed: {reason}\n",
-                    shared.upstream.authority
+                    shared.upstream.host()
                 ),
             );
             Ok(record.answer(response, WebhookOutcome::UpstreamError(reason)))
@@ -557,5 +571,19 @@ mod tests {
                 .unwrap_err()
                 .contains("query")
         );
+    }
+
+    #[test]
+    fn upstream_secrets_stay_out_of_errors_and_messages() {
+        for bad in [
+            "https://api.example.org/bot123456:SECRETTOKEN/",
+            "http://h:1/bot123456:SECRETTOKEN/?q=1",
+        ] {
+            let err = Upstream::parse(bad).unwrap_err();
+            assert!(!err.contains("SECRETTOKEN"), "{err}");
+            assert!(err.contains("bot***"), "{err}");
+        }
+        let upstream = Upstream::parse("http://user:pw@127.0.0.1:9000/bot1:TOKEN/").unwrap();
+        assert_eq!(upstream.host(), "127.0.0.1:9000");
     }
 }

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::redact;
+
 mod client;
 mod daemon;
 pub mod durations;
@@ -97,7 +99,10 @@ pub fn daemon_main(args: DaemonArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(log))
+        .with_writer(crate::logging::RedactingWriter::new(
+            log,
+            redact::Redactor::default(),
+        ))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -247,7 +252,8 @@ pub fn format_status(status: &StatusReport) -> String {
         let state = match &listener.state {
             ListenerState::Running => "running".to_owned(),
             ListenerState::Down => "DOWN".to_owned(),
-            ListenerState::Failed { error } => format!("FAILED: {error}"),
+            // Start errors may quote the upstream.
+            ListenerState::Failed { error } => format!("FAILED: {}", redact::free_text(error)),
         };
         let counters = match &listener.counters {
             ListenerCounters::Tcp(tcp) => format!(
@@ -274,7 +280,8 @@ pub fn format_status(status: &StatusReport) -> String {
         let _ = writeln!(
             out,
             "  {} ({kind}) {address} -> {}: {state}; {counters}",
-            listener.name, listener.upstream
+            listener.name,
+            redact::url(&listener.upstream)
         );
     }
     if status.faults.is_empty() {

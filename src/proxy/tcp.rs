@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::faults::{ActiveFault, Direction, TcpFault, connection_draw, jittered};
 use super::protocol::{ListenerState, TcpCounters};
 use super::spec::TcpListenerSpec;
+use crate::redact;
 
 /// The faults on one listener, as published by the daemon. Dropping the sender stops the
 /// listener and closes its connections.
@@ -46,6 +47,8 @@ pub(crate) struct TcpProxy {
 struct Shared {
     name: String,
     upstream: String,
+    /// `upstream` as logs show it: a URL-shaped upstream may carry credentials.
+    shown_upstream: String,
     counters: Counters,
     state: Mutex<ListenerState>,
 }
@@ -103,10 +106,11 @@ impl TcpProxy {
         let shared = Arc::new(Shared {
             name: spec.name.clone(),
             upstream: spec.upstream.clone(),
+            shown_upstream: redact::url(&spec.upstream),
             counters: Counters::default(),
             state: Mutex::new(ListenerState::Running),
         });
-        info!(listener = %spec.name, %bound, upstream = %spec.upstream, "tcp proxy listening");
+        info!(listener = %spec.name, %bound, upstream = %shared.shown_upstream, "tcp proxy listening");
         let task = tokio::spawn(accept_loop(listener, bound, shared.clone(), faults));
         Ok(TcpProxy {
             shared,
@@ -216,7 +220,7 @@ async fn handle_client(client: TcpStream, shared: Arc<Shared>, faults: watch::Re
                 .counters
                 .connect_errors
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(listener = %shared.name, upstream = %shared.upstream, "connect to upstream failed: {err}");
+            warn!(listener = %shared.name, upstream = %shared.shown_upstream, "connect to upstream failed: {err}");
             return;
         }
         Err(_) => {
@@ -224,7 +228,7 @@ async fn handle_client(client: TcpStream, shared: Arc<Shared>, faults: watch::Re
                 .counters
                 .connect_errors
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(listener = %shared.name, upstream = %shared.upstream, "connect to upstream timed out");
+            warn!(listener = %shared.name, upstream = %shared.shown_upstream, "connect to upstream timed out");
             return;
         }
     };
