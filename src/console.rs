@@ -78,10 +78,12 @@ pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
             );
             ExitCode::FAILURE
         })?;
-    crate::logging::to_file(&dir.join("console.log")).map_err(|e| {
-        eprintln!("gameday: cannot open the log file: {e}");
-        ExitCode::FAILURE
-    })?;
+    crate::logging::to_file_redacted(&dir.join("console.log"), config.redactor().clone()).map_err(
+        |e| {
+            eprintln!("gameday: cannot open the log file: {e}");
+            ExitCode::FAILURE
+        },
+    )?;
     let session = Session {
         name,
         dir,

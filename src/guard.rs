@@ -68,7 +68,10 @@ pub fn main(args: GuardArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _ = crate::logging::to_file(&args.session_dir.join(LOG_FILE));
+    let _ = crate::logging::to_file_redacted(
+        &args.session_dir.join(LOG_FILE),
+        config.redactor().clone(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -74,7 +74,9 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = crate::logging::to_file(&dir.join("console.log")) {
+    if let Err(e) =
+        crate::logging::to_file_redacted(&dir.join("console.log"), config.redactor().clone())
+    {
         eprintln!("gameday: cannot open the log file: {e}");
         return ExitCode::FAILURE;
     }

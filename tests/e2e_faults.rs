@@ -1028,7 +1028,6 @@ duration = "2m"
         })
     }
 
-
     /// Everything is back: the brokers answer, nothing is paused, frozen, held or locked.
     fn assert_nothing_applied(&self, after: &str) {
         assert_eq!(

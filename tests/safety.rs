@@ -137,9 +137,7 @@ fn http_server() -> SocketAddr {
 fn round_trip(addr: SocketAddr) -> Option<Duration> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_nodelay(true).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let started = Instant::now();
     stream.write_all(b"ping").ok()?;
     let mut back = [0u8; 4];
@@ -161,7 +159,9 @@ fn webhook_time(addr: SocketAddr, patience: Duration) -> Option<Duration> {
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
-    answer.starts_with("HTTP/1.1 200").then(|| started.elapsed())
+    answer
+        .starts_with("HTTP/1.1 200")
+        .then(|| started.elapsed())
 }
 
 /// The state letters of every thread of `pid`.
@@ -460,7 +460,10 @@ duration = "10m"
             ]
         });
         let mut applied = Vec::new();
-        for (on, name) in net.into_iter().zip(["slow-echo", "cut", "b-slow", "hook-slow"]) {
+        for (on, name) in net
+            .into_iter()
+            .zip(["slow-echo", "cut", "b-slow", "hook-slow"])
+        {
             if on {
                 applied.push(name);
             }
@@ -624,7 +627,10 @@ enum Ending {
 
 impl Ending {
     fn dead_man(self) -> bool {
-        matches!(self, Ending::PanicOnExit | Ending::Sigkill | Ending::Sigstop)
+        matches!(
+            self,
+            Ending::PanicOnExit | Ending::Sigkill | Ending::Sigstop
+        )
     }
 
     fn env(self) -> Vec<(&'static str, &'static str)> {
@@ -709,12 +715,16 @@ fn cell(world: &World, ending: Ending, b: Option<&Console>) -> Duration {
         );
     }
     // Nothing of A's is left in the ledger, B's entries are untouched.
-    wait_until("A's ledger entries are gone", Duration::from_secs(10), || {
-        world
-            .ledger()
-            .iter()
-            .all(|e| !e.owner.session.starts_with(&session))
-    });
+    wait_until(
+        "A's ledger entries are gone",
+        Duration::from_secs(10),
+        || {
+            world
+                .ledger()
+                .iter()
+                .all(|e| !e.owner.session.starts_with(&session))
+        },
+    );
     assert_eq!(
         world.ledger().len(),
         if b_attached { B_FAULTS.len() } else { 0 },
@@ -803,7 +813,10 @@ fn every_fault_kind_through_every_ending_with_and_without_a_second_console() {
         let took = cell(&world, ending, None);
         figures.push(format!("{ending:?} (alone): {took:.1?}"));
     }
-    eprintln!("safety matrix, time to revert 9 faults:\n  {}", figures.join("\n  "));
+    eprintln!(
+        "safety matrix, time to revert 9 faults:\n  {}",
+        figures.join("\n  ")
+    );
 
     // Nothing of the drill is left running: no console, no agent, and the daemon stops.
     let out = gameday(

@@ -43,9 +43,7 @@ fn echo_server() -> SocketAddr {
 
 /// One round trip on an open connection; `None` if it failed or took over 2 s.
 fn rtt(stream: &mut TcpStream) -> Option<Duration> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let started = Instant::now();
     stream.write_all(b"x").ok()?;
     let mut b = [0u8; 1];
@@ -188,11 +186,29 @@ fn daemons_for(artifacts: &Path) -> Vec<u32> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')));
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            });
             alive
                 && args.windows(2).any(|w| w[0] == "proxy" && w[1] == "daemon")
                 && args.iter().any(|a| a == &wanted)
+        })
+        .collect()
+}
+
+/// The details of the session's refused faults.
+fn refusals(session: &Path) -> Vec<String> {
+    gameday::timeline::read(&session.join(gameday::timeline::FILE_NAME))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            gameday::timeline::EventKind::Fault {
+                phase: gameday::timeline::FaultPhase::Refused,
+                detail,
+                ..
+            } => Some(detail),
+            _ => None,
         })
         .collect()
 }
@@ -209,7 +225,12 @@ fn two_consoles_on_one_config_own_their_faults_and_see_each_others() {
     wait_until("A's fault acts", Duration::from_secs(10), || slow(rig.one));
     // The same fault on the same target from B is refused, naming who holds it.
     inject(&mut b, "1", "slow-one");
-    b.wait_for("already applies this fault", Duration::from_secs(5));
+    b.wait_for("REFUSED", Duration::from_secs(5));
+    let refusal = refusals(&rig.artifacts.join("bob"));
+    assert!(
+        refusal.iter().any(|d| d.contains("(alice) already applies this fault")),
+        "{refusal:?}"
+    );
     inject(&mut b, "2", "slow-two");
     wait_until("B's fault acts", Duration::from_secs(10), || slow(rig.two));
 
@@ -239,9 +260,11 @@ fn two_consoles_on_one_config_own_their_faults_and_see_each_others() {
     a.keys("E");
     a.wait_for("Revert EVERYONE's faults?", Duration::from_secs(5));
     a.keys("y");
-    wait_until("B's fault is reverted by A", Duration::from_secs(10), || {
-        !slow(rig.two)
-    });
+    wait_until(
+        "B's fault is reverted by A",
+        Duration::from_secs(10),
+        || !slow(rig.two),
+    );
     assert!(rig.ledger_ids().is_empty());
     b.wait_for("no active faults", Duration::from_secs(5));
 
@@ -303,7 +326,10 @@ fn status(artifacts: &Path) -> gameday::proxy::StatusReport {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(gameday::proxy::daemon_status(artifacts, Duration::from_secs(3)))
+        .block_on(gameday::proxy::daemon_status(
+            artifacts,
+            Duration::from_secs(3),
+        ))
         .expect("the daemon answers")
 }
 
@@ -350,12 +376,7 @@ value = 0
 "#,
     )
     .unwrap();
-    let run = rig.gameday(&[
-        "run",
-        &scenario.display().to_string(),
-        "--config",
-        &config,
-    ]);
+    let run = rig.gameday(&["run", &scenario.display().to_string(), "--config", &config]);
     assert!(run.status.success(), "{run:?}");
     assert!(
         String::from_utf8_lossy(&run.stdout).contains("slow-one"),
@@ -364,7 +385,13 @@ value = 0
     wait_until("the run's daemon is gone", Duration::from_secs(5), || {
         daemons_for(&rig.artifacts).is_empty()
     });
-    assert!(Ledger::new(&rig.artifacts).unwrap().entries().unwrap().is_empty());
+    assert!(
+        Ledger::new(&rig.artifacts)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -377,9 +404,11 @@ fn a_daemon_whose_directory_is_deleted_exits_by_itself() {
     let daemons = daemons_for(&rig.artifacts);
     assert_eq!(daemons.len(), 1, "the console's daemon outlives it");
     std::fs::remove_dir_all(&rig.artifacts).unwrap();
-    wait_until("the unreachable daemon exits", Duration::from_secs(10), || {
-        daemons_for(&rig.artifacts).is_empty()
-    });
+    wait_until(
+        "the unreachable daemon exits",
+        Duration::from_secs(10),
+        || daemons_for(&rig.artifacts).is_empty(),
+    );
 }
 
 #[test]
@@ -417,7 +446,11 @@ fn recover_refuses_a_corrupt_ledger_and_an_undeclared_target() {
     assert!(stdout.contains("does not declare it"), "{stdout}");
     assert!(!ran.exists(), "no command of an undeclared target ran");
     assert_eq!(
-        Ledger::new(&rig.artifacts).unwrap().entries().unwrap().len(),
+        Ledger::new(&rig.artifacts)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .len(),
         1,
         "the entry stays for the config that declares it"
     );

@@ -526,9 +526,8 @@ impl Engine {
         .await;
         if let Ok(Ok(Some(held))) = &written {
             let detail = format!(
-                "refused: {} already applies this fault ({}, {})",
+                "refused: {} already applies this fault ({})",
                 held.owner.label(),
-                held.name,
                 held.id
             );
             self.report(&id, &active, FaultPhase::Refused, detail, None, None)

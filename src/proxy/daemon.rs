@@ -1061,7 +1061,8 @@ fn listener_statuses(state: &State) -> Vec<ListenerStatus> {
                 kind: listener.spec.kind(),
                 listen,
                 bound,
-                upstream,
+                // Masked before it leaves the daemon: status replies and events carry no secret.
+                upstream: crate::redact::url(&upstream),
                 state,
                 counters,
             }

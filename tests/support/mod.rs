@@ -161,7 +161,8 @@ impl Console {
     /// descriptor of its master side goes, so the kernel hangs up the console's session and
     /// every later read or write on its terminal fails.
     pub fn hangup(&mut self) {
-        self.hung_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.hung_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.master.take();
         if let Some(reader) = self.reader.take() {
             reader.join().expect("the screen reader ends");
@@ -237,7 +238,8 @@ impl Drop for Console {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        self.hung_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.hung_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -270,7 +272,10 @@ pub fn kill_guard(session: &str) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the agent");
     wait_until("the agent is gone", Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .map(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true)
     });
 }
