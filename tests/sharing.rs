@@ -228,7 +228,9 @@ fn two_consoles_on_one_config_own_their_faults_and_see_each_others() {
     b.wait_for("REFUSED", Duration::from_secs(5));
     let refusal = refusals(&rig.artifacts.join("bob"));
     assert!(
-        refusal.iter().any(|d| d.contains("(alice) already applies this fault")),
+        refusal
+            .iter()
+            .any(|d| d.contains("(alice) already applies this fault")),
         "{refusal:?}"
     );
     inject(&mut b, "2", "slow-two");

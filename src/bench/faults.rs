@@ -27,6 +27,8 @@ pub(crate) struct FaultRig {
     pub(crate) reports: mpsc::Receiver<FaultReport>,
     pub(crate) ledger: Ledger,
     pub(crate) client: Arc<ProxyClient>,
+    /// The shared handles, for a second console on the same ledger and daemon.
+    pub(crate) context: Arc<FaultContext>,
     /// The rig's console identity, held alive like a console's.
     _alive: crate::ledger::ConsoleLock,
     daemon: DaemonHandle,
@@ -65,12 +67,13 @@ impl FaultRig {
             .hold(&owner)
             .map_err(|err| format!("console lock: {err}"))?;
         let (others, _) = tokio::sync::watch::channel(Vec::new());
-        let engine = engine::spawn(context, ledger.clone(), owner, tx, others);
+        let engine = engine::spawn(context.clone(), ledger.clone(), owner, tx, others);
         Ok(FaultRig {
             engine,
             reports,
             ledger,
             client,
+            context,
             _alive: alive,
             daemon,
             dir: dir.to_owned(),

@@ -482,12 +482,26 @@ impl Fault for ContainerFault {
     fn touched(&self) -> Option<Touched> {
         (!self.acted.is_empty()).then(|| Touched::Containers {
             ids: self.acted.keys().cloned().collect(),
+            aliases: self
+                .endpoints
+                .iter()
+                .filter_map(|(id, e)| Some((id.clone(), e.aliases.clone()?)))
+                .collect(),
         })
     }
 
     fn restore(&mut self, touched: &Touched) {
-        if let Touched::Containers { ids } = touched {
+        if let Touched::Containers { ids, aliases } = touched {
             self.recorded = Some(ids.iter().cloned().collect());
+            for (id, aliases) in aliases {
+                self.endpoints.insert(
+                    id.clone(),
+                    EndpointSettings {
+                        aliases: Some(aliases.clone()),
+                        ..Default::default()
+                    },
+                );
+            }
         }
     }
 

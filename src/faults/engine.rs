@@ -895,6 +895,114 @@ mod tests {
         r.stop().await;
     }
 
+    #[test]
+    fn failed_reverts_are_retried_ever_later_up_to_a_cap() {
+        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    /// Another console on the rig's ledger and daemon.
+    struct Second {
+        engine: EngineHandle,
+        reports: mpsc::Receiver<FaultReport>,
+        others: watch::Receiver<Vec<ForeignFault>>,
+        owner: Owner,
+        _alive: crate::ledger::ConsoleLock,
+    }
+
+    fn second(r: &FaultRig) -> Second {
+        let owner = Owner::new("second");
+        let alive = r.ledger.hold(&owner).unwrap();
+        let (tx, reports) = mpsc::channel(64);
+        let (others_tx, others) = watch::channel(Vec::new());
+        let engine = spawn(
+            r.context.clone(),
+            r.ledger.clone(),
+            owner.clone(),
+            tx,
+            others_tx,
+        );
+        Second {
+            engine,
+            reports,
+            others,
+            owner,
+            _alive: alive,
+        }
+    }
+
+    async fn next_of(rx: &mut mpsc::Receiver<FaultReport>, phase: FaultPhase) -> FaultReport {
+        loop {
+            let report = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a report within 10s")
+                .expect("the engine runs");
+            if report.phase == phase {
+                return report;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_consoles_own_their_faults_and_one_reverting_all_leaves_the_others() {
+        let mut r = rig("owners", 2).await;
+        let mut b = second(&r);
+        let key = || Cause::Key("1".into());
+        r.engine
+            .inject("slow", latency("p0"), Duration::from_secs(60), key())
+            .await;
+        let mine = until(&mut r, FaultPhase::Applied, 1).await.remove(0);
+        // The same fault from the other console is refused, naming the holder.
+        b.engine
+            .inject("slow", latency("p0"), Duration::from_secs(60), key())
+            .await;
+        let refused = next_of(&mut b.reports, FaultPhase::Refused).await;
+        assert!(
+            refused.detail.contains("already applies this fault"),
+            "{}",
+            refused.detail
+        );
+        b.engine
+            .inject("slow", latency("p1"), Duration::from_secs(60), key())
+            .await;
+        let theirs = next_of(&mut b.reports, FaultPhase::Applied).await;
+        assert_ne!(mine.id, theirs.id, "ids never collide across consoles");
+        assert!(theirs.id.contains(b.owner.tag()));
+
+        // Each sees the other's fault in the ledger, with its owner.
+        tokio::time::timeout(Duration::from_secs(5), b.others.wait_for(|o| o.len() == 1))
+            .await
+            .expect("the other console's fault shows within a ledger sync")
+            .unwrap();
+        assert_eq!(b.others.borrow()[0].id, mine.id);
+        assert!(b.others.borrow()[0].owner_alive);
+
+        // Reverting all in the first console leaves the second one's fault applied.
+        r.engine.revert_all(Cause::PanicKey).await;
+        let daemon = r.client.status().await.unwrap();
+        let left: Vec<&str> = daemon.faults.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(left, [theirs.id.as_str()]);
+        let ledger: Vec<String> = r
+            .ledger
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ledger, [theirs.id.clone()]);
+
+        // "Revert everyone's" from the first console takes the second's too, and the second
+        // console learns it from the ledger: its fault is reported reverted, not left ACTIVE.
+        r.engine.try_revert_everyone(Cause::Everyone);
+        let gone = next_of(&mut b.reports, FaultPhase::Reverted).await;
+        assert_eq!(gone.id, theirs.id);
+        assert_eq!(gone.cause, Some(Cause::Elsewhere));
+        assert!(r.client.status().await.unwrap().faults.is_empty());
+        assert!(r.ledger.entries().unwrap().is_empty());
+        r.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revert_requested_while_injecting_runs_right_after() {
         let mut r = rig("early-revert", 1).await;

@@ -11,8 +11,13 @@ pub enum Touched {
     /// Signalled processes, each with its start time (clock ticks since boot) so a reused pid
     /// is never mistaken for the one we stopped.
     Processes { pids: Vec<ProcessStamp> },
-    /// Container ids acted on.
-    Containers { ids: Vec<String> },
+    /// Container ids acted on, and for a disconnect the network aliases each had, so the
+    /// reconnect restores them.
+    Containers {
+        ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        aliases: std::collections::BTreeMap<String, Vec<String>>,
+    },
     /// PostgreSQL backends held open on `server`.
     Backends { server: String, pids: Vec<i32> },
 }

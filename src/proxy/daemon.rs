@@ -1104,3 +1104,97 @@ where
     line.push(b'\n');
     writer.write_all(&line).await
 }
+
+#[cfg(test)]
+mod lease_tests {
+    //! The lease rules on an injected clock: `sweep` takes "now" as an argument.
+
+    use super::*;
+
+    fn daemon() -> Daemon {
+        let (events, _) = broadcast::channel(16);
+        Daemon {
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+            events,
+            janitor: Notify::new(),
+            shutdown: CancellationToken::new(),
+            options: DaemonOptions::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    fn console(last_seen: Instant) -> Console {
+        Console {
+            pid: 1,
+            lease: Duration::from_secs(3),
+            last_seen,
+            connected: false,
+        }
+    }
+
+    fn fault(owner: Option<&str>, set_at: Instant) -> FaultEntry {
+        FaultEntry {
+            owner: owner.map(str::to_string),
+            listener: "p".into(),
+            fault: Fault::Tcp(TcpFault::Down),
+            nonce: 0,
+            sequence: 0,
+            set_at,
+            expires_at: None,
+        }
+    }
+
+    fn ids(state: &State) -> Vec<&str> {
+        state.faults.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_lapsed_console_loses_exactly_its_own_faults_at_the_lease_end() {
+        let daemon = daemon();
+        let t0 = Instant::now();
+        let mut state = State::default();
+        state.consoles.insert("alice".into(), console(t0));
+        state
+            .consoles
+            .insert("bob".into(), console(t0 + Duration::from_secs(2)));
+        state.faults.insert("a1".into(), fault(Some("alice"), t0));
+        state.faults.insert("b1".into(), fault(Some("bob"), t0));
+        state.faults.insert("anon".into(), fault(None, t0));
+
+        let next = daemon.sweep(&mut state, t0 + Duration::from_millis(2999));
+        assert_eq!(ids(&state), ["a1", "anon", "b1"], "nothing lapses early");
+        assert_eq!(
+            next,
+            Some(t0 + Duration::from_secs(3)),
+            "wakes at alice's lease end"
+        );
+
+        daemon.sweep(&mut state, t0 + Duration::from_secs(3));
+        assert_eq!(
+            ids(&state),
+            ["anon", "b1"],
+            "alice's fault goes at her lease end; bob's stays while he is heard from"
+        );
+
+        daemon.sweep(&mut state, t0 + Duration::from_secs(5));
+        assert!(
+            state.faults.is_empty(),
+            "bob's goes with his lease, and a fault of no console once none is left"
+        );
+    }
+
+    #[test]
+    fn a_console_heard_from_again_keeps_its_faults() {
+        let daemon = daemon();
+        let t0 = Instant::now();
+        let mut state = State::default();
+        state.consoles.insert("alice".into(), console(t0));
+        state.faults.insert("a1".into(), fault(Some("alice"), t0));
+        state.consoles.get_mut("alice").unwrap().last_seen = t0 + Duration::from_secs(2);
+        daemon.sweep(&mut state, t0 + Duration::from_secs(4));
+        assert_eq!(ids(&state), ["a1"]);
+        daemon.sweep(&mut state, t0 + Duration::from_secs(5));
+        assert!(state.faults.is_empty());
+    }
+}
