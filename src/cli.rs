@@ -47,6 +47,9 @@ pub enum Command {
     /// The dead-man agent a console starts for itself (reverts its faults if it dies or hangs).
     #[command(hide = true)]
     Guard(crate::guard::GuardArgs),
+    /// Runs a program while another process holds a lock (what the demo's broker restarts use).
+    #[command(hide = true)]
+    Tether(crate::services::tether::TetherArgs),
     /// Manage the proxy daemon that carries proxied and webhook traffic.
     Proxy {
         #[command(subcommand)]
@@ -128,6 +131,7 @@ pub fn main() -> ExitCode {
         Some(Command::LabSink(args)) => crate::lab::sink_main(args),
         Some(Command::Bench(args)) => crate::bench::main(args),
         Some(Command::Guard(args)) => crate::guard::main(args),
+        Some(Command::Tether(args)) => crate::services::tether::main(args),
         Some(Command::Proxy { command }) => match command {
             ProxyCommand::Daemon(args) => crate::proxy::daemon_main(args),
             ProxyCommand::Status(args) => crate::proxy::status_main(args),

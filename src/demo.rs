@@ -6,7 +6,9 @@
 //! Everything lives under the demo directory (default `.artifacts/demo/`) and stops when the demo
 //! ends, including on Ctrl-C, SIGTERM and a console panic: the servers are tied to this process
 //! (they die with it even on SIGKILL), the proxy daemon exits once no console holds it, and a
-//! final sweep stops anything a fault restarted.
+//! broker that a fault's revert started again runs tethered to the demo's lock (`gameday
+//! tether`), so it stops with the demo too, however the demo ends — whoever ran the revert (the
+//! console, a headless `gameday run`, a dead-man agent). A final sweep stops anything left.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -59,7 +61,12 @@ pub struct Demo {
     proxy: ProxyClient,
     traffic: CancellationToken,
     pub submitted: Arc<AtomicU64>,
+    /// Held while the demo runs: what it starts again through a revert stops when it is free.
+    _owner: nix::fcntl::Flock<std::fs::File>,
 }
+
+/// The demo's lock file, in its directory.
+const OWNER_LOCK: &str = "demo.lock";
 
 pub fn main(args: DemoArgs) -> ExitCode {
     if !(args.rate > 0.0 && args.rate <= 1000.0) {
@@ -157,6 +164,8 @@ impl Demo {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // A previous demo killed hard may have left servers behind.
         sweep(&dir);
+        let owner = services::tether::hold(&dir.join(OWNER_LOCK))
+            .map_err(|e| format!("another demo runs in {}: {e}", dir.display()))?;
         let nats_bin = ensure_nats_server(&dir).await?;
         let pg_bin = ensure_postgres().await?;
 
@@ -177,6 +186,7 @@ impl Demo {
         let _ = postgres.create_database("tasks", "app").await;
 
         let ports = Layout {
+            gameday: std::env::current_exe().map_err(|e| e.to_string())?,
             dir: dir.clone(),
             repo: std::env::current_dir().map_err(|e| e.to_string())?,
             nats_bin: nats_bin.clone(),
@@ -255,6 +265,7 @@ impl Demo {
             proxy,
             traffic,
             submitted,
+            _owner: owner,
         })
     }
 
@@ -272,6 +283,8 @@ impl Demo {
 
 /// Where everything of a demo lives: enough to write its config.
 struct Layout {
+    /// This program, for the tether in the broker's `start` command.
+    gameday: PathBuf,
     dir: PathBuf,
     /// Where the shipped scenarios and themes are (the directory the demo runs in).
     repo: PathBuf,
@@ -291,6 +304,7 @@ struct Layout {
 pub fn sample_config_text() -> String {
     let dir = PathBuf::from(".artifacts/demo");
     config_text(&Layout {
+        gameday: PathBuf::from("gameday"),
         repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         nats_bin: PathBuf::from("/usr/sbin/nats-server"),
         nats_dir: dir.join("nats"),
@@ -329,6 +343,8 @@ fn config_text(l: &Layout) -> String {
         "-sd".into(),
         l.nats_dir.join("store").display().to_string(),
     ];
+    // Started again by a revert, the broker still belongs to the demo.
+    let start = services::tether::command(&l.gameday, &l.dir.join(OWNER_LOCK), &start);
     let start = start
         .iter()
         .map(|a| format!("{a:?}"))

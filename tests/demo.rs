@@ -118,3 +118,92 @@ fn check_finds_every_target_of_the_demo_config_reachable() {
         || processes_under(&dir).is_empty(),
     );
 }
+
+/// Starts `gameday demo --headless` in `dir`; returns it and its config once it is ready.
+fn headless_demo(dir: &Path) -> (std::process::Child, String) {
+    let dir_arg = dir.display().to_string();
+    let mut demo = Command::new(GAMEDAY)
+        .args(["demo", "--headless", "--dir", &dir_arg, "--rate", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let config = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string))
+        .expect("the demo says where its config is");
+    (demo, config)
+}
+
+/// The pid of the demo's broker (a `nats-server` whose command line names `dir`).
+fn broker_pid(dir: &Path) -> Option<u32> {
+    processes_under(dir).iter().find_map(|p| {
+        let (pid, cmd) = p.split_once(": ")?;
+        cmd.split(' ')
+            .next()
+            .is_some_and(|exe| exe.ends_with("nats-server"))
+            .then(|| pid.parse().ok())?
+    })
+}
+
+#[test]
+fn a_broker_restarted_by_a_revert_stops_with_the_demo_however_the_demo_ends() {
+    let endings = [
+        ("quit", Signal::SIGINT),
+        ("sigterm", Signal::SIGTERM),
+        ("sighup", Signal::SIGHUP),
+        ("sigkill", Signal::SIGKILL),
+    ];
+    for (how, signal) in endings {
+        let dir = test_dir(&format!("demo-end-{how}"));
+        let (mut demo, config) = headless_demo(&dir);
+        let first = broker_pid(&dir).expect("the demo's broker runs");
+
+        // A headless run stops the broker and its revert starts it again, outside the demo.
+        let scenario = dir.join("restart.toml");
+        std::fs::write(
+            &scenario,
+            r#"title = "broker restart"
+hypothesis = "the broker comes back"
+
+[[step]]
+at = "0s"
+fault = "nats-stop"
+duration = "1s"
+
+[recovery]
+within = "30s"
+
+[[recovery.check]]
+metric = "nats.up"
+op = "=="
+value = 1
+"#,
+        )
+        .unwrap();
+        let run = gameday(
+            &dir,
+            &["run", &scenario.display().to_string(), "--config", &config],
+        );
+        assert!(run.status.success(), "{how}: {run:?}");
+        let second = broker_pid(&dir).expect("the revert started the broker again");
+        assert_ne!(first, second, "{how}: a new broker process");
+
+        kill(Pid::from_raw(demo.id() as i32), signal).unwrap();
+        let started = std::time::Instant::now();
+        while demo.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{how}: the demo did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_until(
+            &format!("{how}: nothing of the demo is left running"),
+            Duration::from_secs(15),
+            || processes_under(&dir).is_empty(),
+        );
+    }
+}

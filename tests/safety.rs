@@ -818,6 +818,28 @@ fn every_fault_kind_through_every_ending_with_and_without_a_second_console() {
         figures.join("\n  ")
     );
 
+    // The webhook's bot token never reached a file of the drill, nor the daemon's status.
+    let artifacts = world.artifacts.display().to_string();
+    let status = gameday(&world.docker.dir, &["proxy", "status", "--dir", &artifacts]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("bot***"));
+    let mut leaks = Vec::new();
+    let mut dirs = vec![world.artifacts.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains("SECRETTOKEN"))
+            {
+                leaks.push(path);
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "the secret leaked into {leaks:?}");
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("SECRETTOKEN"));
+
     // Nothing of the drill is left running: no console, no agent, and the daemon stops.
     let out = gameday(
         &world.docker.dir,

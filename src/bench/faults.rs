@@ -27,7 +27,8 @@ pub(crate) struct FaultRig {
     pub(crate) reports: mpsc::Receiver<FaultReport>,
     pub(crate) ledger: Ledger,
     pub(crate) client: Arc<ProxyClient>,
-    /// The shared handles, for a second console on the same ledger and daemon.
+    /// The shared handles, for a second console on the same ledger and daemon (engine tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) context: Arc<FaultContext>,
     /// The rig's console identity, held alive like a console's.
     _alive: crate::ledger::ConsoleLock,

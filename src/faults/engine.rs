@@ -990,7 +990,7 @@ mod tests {
             .into_iter()
             .map(|e| e.id)
             .collect();
-        assert_eq!(ledger, [theirs.id.clone()]);
+        assert_eq!(ledger, std::slice::from_ref(&theirs.id));
 
         // "Revert everyone's" from the first console takes the second's too, and the second
         // console learns it from the ledger: its fault is reported reverted, not left ACTIVE.

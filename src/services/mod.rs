@@ -20,6 +20,7 @@
 mod nats_server;
 mod postgres;
 mod process;
+pub mod tether;
 
 use std::fmt;
 use std::io;
