@@ -6,44 +6,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gameday::ledger::Ledger;
 use gameday::timeline::{self, Cause, EventKind, FaultPhase};
 use nix::sys::signal::Signal;
-use support::{Console, gameday, test_dir, wait_until};
-
-/// A TCP echo server on its own threads.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let mut reader = stream.try_clone().unwrap();
-                let mut writer = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Console, echo_server, free_port, gameday, test_dir, wait_until};
 
 /// One byte through `addr` and back; the round-trip time.
 fn echo_rtt(stream: &mut TcpStream) -> Duration {

@@ -20,7 +20,7 @@ use gameday::timeline::{self, Cause, EventKind, FaultPhase};
 use nix::sys::signal::Signal;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use support::docker::{DockerLab, NatsContainer, answers};
-use support::{Console, gameday, wait_until};
+use support::{Console, echo_server, free_port, gameday, wait_until};
 use tokio::runtime::Runtime;
 
 const COLS: u16 = 160;
@@ -57,36 +57,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A TCP echo server on its own threads.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let mut reader = stream.try_clone().unwrap();
-                let mut writer = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// An HTTP server answering `200 ok` to anything, on its own thread.
@@ -858,4 +828,71 @@ fn every_fault_kind_through_every_ending_with_and_without_a_second_console() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_console_killed_with_its_agent_leaves_its_faults_to_the_next_start_which_reverts_and_says_so() {
+    let world = World::new("safety-recover");
+    let mut console = world.console(&world.config_a, "killed", &[]);
+    inject_all(&world, &mut console, "killed", &A_FAULTS);
+    // The console and its dead-man agent both die (a machine's processes killed at once).
+    support::kill_guard("killed");
+    console.signal(Signal::SIGKILL);
+    console.wait_exit(Duration::from_secs(5));
+    drop(console);
+
+    // What the proxy daemon's lease and PostgreSQL's closed sockets undo goes by itself; what
+    // lives outside stays applied, and the ledger knows all of it.
+    wait_until("the daemon's lease lapses", Duration::from_secs(10), || {
+        !world.applied().contains(&"slow-echo")
+    });
+    assert_eq!(
+        world.applied_of(&A_FAULTS),
+        [
+            "broker-freeze",
+            "broker-pause",
+            "broker-stop",
+            "consumer-pause"
+        ],
+        "left applied by the killed console"
+    );
+    assert_eq!(world.ledger().len(), A_FAULTS.len());
+
+    let starting = Instant::now();
+    let mut next = world.console(&world.config_a, "next", &[]);
+    next.wait_for(
+        &format!("recovered {0} of {0}", A_FAULTS.len()),
+        Duration::from_secs(30),
+    );
+    let took = starting.elapsed();
+    assert!(world.applied().is_empty(), "{:?}", world.applied());
+    world.assert_serving("the next start");
+    assert!(world.ledger().is_empty());
+    next.keys("q");
+    assert!(next.wait_exit(Duration::from_secs(20)).success());
+    let recovered = events(&world.artifacts, "next")
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                EventKind::Fault {
+                    phase: FaultPhase::Reverted,
+                    cause: Some(Cause::Recovery),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(recovered, A_FAULTS.len());
+    let report = std::fs::read_to_string(world.artifacts.join("next").join("report.md")).unwrap();
+    assert!(
+        report.contains("reverted by recovery after crash"),
+        "{report}"
+    );
+    eprintln!(
+        "start→recovered {} faults after SIGKILL of console and agent: {took:?}",
+        A_FAULTS.len()
+    );
+    let artifacts = world.artifacts.display().to_string();
+    let _ = gameday(&world.docker.dir, &["proxy", "stop", "--dir", &artifacts]);
 }

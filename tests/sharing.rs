@@ -5,41 +5,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gameday::ledger::Ledger;
-use support::{Console, gameday, test_dir, wait_until};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let mut reader = stream.try_clone().unwrap();
-                let mut writer = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use support::{Console, echo_server, free_port, gameday, test_dir, wait_until};
 
 /// One round trip on an open connection; `None` if it failed or took over 2 s.
 fn rtt(stream: &mut TcpStream) -> Option<Duration> {
@@ -174,26 +145,13 @@ fn inject(console: &mut Console, key: &str, name: &str) {
 /// Pids of `gameday proxy daemon` processes serving `artifacts`.
 fn daemons_for(artifacts: &Path) -> Vec<u32> {
     let wanted = artifacts.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                !s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            });
-            alive
-                && args.windows(2).any(|w| w[0] == "proxy" && w[1] == "daemon")
+    support::processes()
+        .into_iter()
+        .filter(|(_, args)| {
+            args.windows(2).any(|w| w[0] == "proxy" && w[1] == "daemon")
                 && args.iter().any(|a| a == &wanted)
         })
+        .map(|(pid, _)| pid)
         .collect()
 }
 

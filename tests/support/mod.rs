@@ -243,26 +243,48 @@ impl Drop for Console {
     }
 }
 
+/// The arguments of every running process (zombies excluded), by pid.
+pub fn processes() -> Vec<(u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| Some((pid, process_args(pid)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The arguments of `pid`, or `None` once it is gone (a zombie runs nothing).
+pub fn process_args(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    {
+        return None;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
 /// The pid of the dead-man agent (`gameday guard`) watching the console of `session`.
 pub fn guard_pid(session: &str) -> Option<u32> {
     let suffix = format!("/{session}");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.get(1).is_some_and(|a| a == "guard")
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == "--session-dir" && w[1].ends_with(&suffix))
-        })
+    processes().into_iter().find_map(|(pid, args)| {
+        (args.get(1).is_some_and(|a| a == "guard")
+            && args
+                .windows(2)
+                .any(|w| w[0] == "--session-dir" && w[1].ends_with(&suffix)))
+        .then_some(pid)
+    })
 }
 
 /// SIGKILLs the dead-man agent of `session` and waits until it is gone: how a test reaches the
@@ -271,13 +293,38 @@ pub fn kill_guard(session: &str) {
     let pid = guard_pid(session).expect("the console has a dead-man agent");
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the agent");
     wait_until("the agent is gone", Duration::from_secs(5), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| {
-                stat.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true)
+        process_args(pid).is_none()
     });
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A TCP echo server on its own threads.
+pub fn echo_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut reader = stream.try_clone().expect("dup");
+                let mut writer = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// `GET url` as JSON of type `T`; panics with the URL on any failure.
