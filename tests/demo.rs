@@ -78,20 +78,8 @@ fn the_demo_opens_the_console_on_a_live_lab_and_quitting_leaves_nothing_running(
 #[test]
 fn check_finds_every_target_of_the_demo_config_reachable() {
     let dir = test_dir("demo-check");
-    let dir_arg = dir.display().to_string();
-    let mut demo = Command::new(GAMEDAY)
-        .args(["demo", "--headless", "--dir", &dir_arg])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Reading stops at the ready line: the demo must cope with nobody reading its stdout.
-    let stdout = demo.stdout.take().unwrap();
-    let config = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string))
-        .expect("the demo says where its config is");
+    let (mut demo, config) = headless_demo(&dir, 5.0);
     let out = gameday(
         Path::new(env!("CARGO_MANIFEST_DIR")),
         &["check", "--config", &config],
@@ -120,10 +108,11 @@ fn check_finds_every_target_of_the_demo_config_reachable() {
 }
 
 /// Starts `gameday demo --headless` in `dir`; returns it and its config once it is ready.
-fn headless_demo(dir: &Path) -> (std::process::Child, String) {
+fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
     let dir_arg = dir.display().to_string();
+    let rate = rate.to_string();
     let mut demo = Command::new(GAMEDAY)
-        .args(["demo", "--headless", "--dir", &dir_arg, "--rate", "1"])
+        .args(["demo", "--headless", "--dir", &dir_arg, "--rate", &rate])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .spawn()
@@ -158,7 +147,7 @@ fn a_broker_restarted_by_a_revert_stops_with_the_demo_however_the_demo_ends() {
     ];
     for (how, signal) in endings {
         let dir = test_dir(&format!("demo-end-{how}"));
-        let (mut demo, config) = headless_demo(&dir);
+        let (mut demo, config) = headless_demo(&dir, 1.0);
         let first = broker_pid(&dir).expect("the demo's broker runs");
 
         // A headless run stops the broker and its revert starts it again, outside the demo.

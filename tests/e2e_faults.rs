@@ -19,12 +19,12 @@ use gameday::lab::{
 };
 use gameday::ledger::{Ledger, LedgerEntry};
 use gameday::services::{NatsOptions, NatsServer, PgCluster, PgOptions};
-use gameday::timeline::{self, Cause, EventKind, FaultPhase};
+use gameday::timeline::{Cause, EventKind, FaultPhase};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{ConnectOptions, Connection};
 use support::docker::{DockerLab, answers};
-use support::{Console, wait_until};
+use support::{Console, events, wait_until};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -92,20 +92,7 @@ fn wait_screen(
     }
 }
 
-/// Presses a catalog key and confirms the popup that names the fault.
-fn inject(console: &mut Console, key: &str, name: &str) {
-    console.keys(key);
-    console.wait_for(&format!("Inject {name}?"), Duration::from_secs(5));
-    console.keys("y");
-}
-
 // --- What a session leaves on disk ----------------------------------------------------------
-
-fn events(artifacts: &Path, session: &str) -> Vec<EventKind> {
-    timeline::read(&artifacts.join(session).join(timeline::FILE_NAME))
-        .map(|events| events.into_iter().map(|e| e.kind).collect())
-        .unwrap_or_default()
-}
 
 /// The fault events of one phase: (name, cause, detail).
 fn fault_events(
@@ -377,7 +364,7 @@ target = "bystander"
     runtime.block_on(tracker.all_done_once(&ids, Duration::from_secs(20)));
 
     // Stop: the panel shows the broker down, the API keeps answering 202 and queues.
-    inject(&mut console, "1", "broker-stop");
+    console.inject("1", "broker-stop");
     let stop_to_down = wait_screen(&console, "NATS shows down", DOWN_WITHIN, nats_down);
     assert_eq!(
         runtime.block_on(docker.status(&broker.name)),
@@ -411,7 +398,7 @@ target = "bystander"
     let revert_to_drained = revert.elapsed();
 
     // Pause freezes the container: no answer, so down; unpause thaws it.
-    inject(&mut console, "2", "broker-pause");
+    console.inject("2", "broker-pause");
     let pause_to_down = wait_screen(&console, "NATS shows down", DOWN_WITHIN, nats_down);
     assert_eq!(
         runtime.block_on(docker.status(&broker.name)),
@@ -432,7 +419,7 @@ target = "bystander"
     );
 
     // A container the allowlist does not name exactly is refused and left running.
-    inject(&mut console, "3", "bystander-stop");
+    console.inject("3", "bystander-stop");
     console.wait_for("fault bystander-stop: refused:", Duration::from_secs(10));
     let failed = fault_events(&artifacts, "broker-failure", FaultPhase::Refused);
     assert!(
@@ -587,7 +574,7 @@ duration = "2m"
         |s| pg_usage(s, "task-tracker").is_some_and(|(f, _)| f == "1/5"),
     );
 
-    inject(&mut console, "1", "pool-exhaustion");
+    console.inject("1", "pool-exhaustion");
     let full = format!("{USABLE}/{USABLE}");
     wait_screen(
         &console,
@@ -749,7 +736,7 @@ duration = "2m"
     let mut console = console(&dir, &config, "freeze");
     wait_screen(&console, "NATS shows up", Duration::from_secs(20), nats_up);
 
-    inject(&mut console, "1", "broker-freeze");
+    console.inject("1", "broker-freeze");
     let freeze_to_down = wait_screen(&console, "NATS shows down", DOWN_WITHIN, nats_down);
     assert!(
         frozen(pid),

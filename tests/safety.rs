@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use bollard::models::ContainerStateStatusEnum as Status;
 use gameday::ledger::{Ledger, LedgerEntry};
 use gameday::services::{NatsOptions, NatsServer, PgCluster, PgOptions};
-use gameday::timeline::{self, Cause, EventKind, FaultPhase};
+use gameday::timeline::{Cause, EventKind, FaultPhase};
 use nix::sys::signal::Signal;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use support::docker::{DockerLab, NatsContainer, answers};
-use support::{Console, echo_server, free_port, gameday, wait_until};
+use support::{Console, echo_server, events, free_port, gameday, wait_until};
 use tokio::runtime::Runtime;
 
 const COLS: u16 = 160;
@@ -527,19 +527,6 @@ duration = "10m"
     }
 }
 
-/// Presses a catalog key and confirms the popup that names the fault.
-fn inject(console: &mut Console, key: &str, name: &str) {
-    console.keys(key);
-    console.wait_for(&format!("Inject {name}?"), Duration::from_secs(5));
-    console.keys("y");
-}
-
-fn events(artifacts: &Path, session: &str) -> Vec<EventKind> {
-    timeline::read(&artifacts.join(session).join(timeline::FILE_NAME))
-        .map(|events| events.into_iter().map(|e| e.kind).collect())
-        .unwrap_or_default()
-}
-
 fn applied_events(artifacts: &Path, session: &str) -> usize {
     events(artifacts, session)
         .iter()
@@ -564,7 +551,7 @@ fn inject_all(
 ) {
     console.wait_for(catalog[catalog.len() - 1].1, Duration::from_secs(20));
     for (key, name) in catalog {
-        inject(console, key, name);
+        console.inject(key, name);
     }
     wait_until("every fault is applied", Duration::from_secs(40), || {
         applied_events(&world.artifacts, session) == catalog.len()

@@ -136,12 +136,6 @@ impl Drop for Rig {
     }
 }
 
-fn inject(console: &mut Console, key: &str, name: &str) {
-    console.keys(key);
-    console.wait_for(&format!("Inject {name}?"), Duration::from_secs(5));
-    console.keys("y");
-}
-
 /// Pids of `gameday proxy daemon` processes serving `artifacts`.
 fn daemons_for(artifacts: &Path) -> Vec<u32> {
     let wanted = artifacts.display().to_string();
@@ -179,10 +173,10 @@ fn two_consoles_on_one_config_own_their_faults_and_see_each_others() {
     a.wait_for("slow-two", Duration::from_secs(20));
     b.wait_for("slow-two", Duration::from_secs(20));
 
-    inject(&mut a, "1", "slow-one");
+    a.inject("1", "slow-one");
     wait_until("A's fault acts", Duration::from_secs(10), || slow(rig.one));
     // The same fault on the same target from B is refused, naming who holds it.
-    inject(&mut b, "1", "slow-one");
+    b.inject("1", "slow-one");
     b.wait_for("REFUSED", Duration::from_secs(5));
     let refusal = refusals(&rig.artifacts.join("bob"));
     assert!(
@@ -191,7 +185,7 @@ fn two_consoles_on_one_config_own_their_faults_and_see_each_others() {
             .any(|d| d.contains("(alice) already applies this fault")),
         "{refusal:?}"
     );
-    inject(&mut b, "2", "slow-two");
+    b.inject("2", "slow-two");
     wait_until("B's fault acts", Duration::from_secs(10), || slow(rig.two));
 
     // Two entries, two owners, two ids that share nothing.
@@ -239,7 +233,7 @@ fn check_and_snapshot_during_a_drill_change_nothing_on_the_data_path() {
     let rig = Rig::new("readonly-drill");
     let mut console = rig.console("drill");
     console.wait_for("slow-two", Duration::from_secs(20));
-    inject(&mut console, "1", "slow-one");
+    console.inject("1", "slow-one");
     wait_until("the fault acts", Duration::from_secs(10), || slow(rig.one));
     // Live traffic on an open connection through the other proxy.
     let mut live = TcpStream::connect(rig.two).unwrap();

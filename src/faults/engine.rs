@@ -426,17 +426,8 @@ impl Engine {
             Err(_) => return,
         };
         for entry in entries.into_iter().filter(|e| e.owner.id != self.owner.id) {
-            let _ = self
-                .reports
-                .send(FaultReport {
-                    id: entry.id.clone(),
-                    name: entry.name.clone(),
-                    target: entry.spec.target(),
-                    phase: FaultPhase::RevertRequested,
-                    detail: format!("applied by {}", entry.owner.label()),
-                    cause: Some(cause.clone()),
-                    lease: None,
-                })
+            let detail = format!("applied by {}", entry.owner.label());
+            self.report_foreign(&entry, FaultPhase::RevertRequested, detail, cause.clone())
                 .await;
             let ctx = self.ctx.clone();
             let ledger = self.ledger.clone();
@@ -733,6 +724,17 @@ impl Engine {
                 format!("revert of {}'s fault failed: {e}", entry.owner.label()),
             ),
         };
+        self.report_foreign(&entry, phase, detail, cause).await;
+    }
+
+    /// A step of another console's fault, for this console's timeline.
+    async fn report_foreign(
+        &self,
+        entry: &LedgerEntry,
+        phase: FaultPhase,
+        detail: String,
+        cause: Cause,
+    ) {
         let _ = self
             .reports
             .send(FaultReport {

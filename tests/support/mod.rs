@@ -203,6 +203,13 @@ impl Console {
         self.master().flush().expect("flush");
     }
 
+    /// Presses a catalog key and confirms the popup that names the fault.
+    pub fn inject(&mut self, key: &str, name: &str) {
+        self.keys(key);
+        self.wait_for(&format!("Inject {name}?"), Duration::from_secs(5));
+        self.keys("y");
+    }
+
     pub fn ctrl_c(&mut self) {
         self.master().write_all(&[0x03]).expect("type ctrl-c");
     }
@@ -241,6 +248,14 @@ impl Drop for Console {
         self.hung_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The events of `session`'s timeline under `artifacts` (none if it is not there yet).
+pub fn events(artifacts: &Path, session: &str) -> Vec<gameday::timeline::EventKind> {
+    use gameday::timeline;
+    timeline::read(&artifacts.join(session).join(timeline::FILE_NAME))
+        .map(|events| events.into_iter().map(|e| e.kind).collect())
+        .unwrap_or_default()
 }
 
 /// The arguments of every running process (zombies excluded), by pid.
