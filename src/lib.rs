@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod console;
 pub mod demo;
 pub mod faults;

@@ -437,6 +437,47 @@ mod whole_app {
     }
 
     #[test]
+    fn another_consoles_faults_show_with_their_owner_and_e_asks_before_reverting_everyones() {
+        let mut r = rig("others");
+        feed_a_drill(&mut r);
+        let now = r.app.state.wall(r.app.state.now_ms);
+        let others = vec![crate::faults::engine::ForeignFault {
+            id: "pg-hold-b0b000-1".into(),
+            name: "pg-hold".into(),
+            target: "postgres".into(),
+            owner: "bob@box (2026-12-01T10-00-00)".into(),
+            lease_until: now + chrono::Duration::seconds(125),
+            owner_alive: true,
+        }];
+        r.app.handle(Event::Others(others));
+        // Focus the Faults panel and zoom it, as for a screen share.
+        while r.app.state.ui.focus != crate::state::Panel::Faults {
+            r.code(KeyCode::Tab);
+        }
+        r.key('z');
+        let screen = screen_text(&draw(&r.app.state, &theme(), 80, 24));
+        assert!(screen.contains("by bob@box"), "{screen}");
+        assert!(screen.contains("◇ 1 by other consoles"), "{screen}");
+        insta::assert_snapshot!("others_faults_zoomed_80x24", screen);
+
+        r.key('E');
+        let confirm = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        assert!(confirm.contains("Revert EVERYONE's faults?"), "{confirm}");
+        assert!(confirm.contains("Other owners: bob@box"), "{confirm}");
+        assert!(
+            r.app.take_effects().is_empty(),
+            "nothing before the confirm"
+        );
+        r.key('y');
+        assert_eq!(
+            r.app.take_effects(),
+            vec![Effect::RevertEveryone {
+                cause: Cause::Everyone
+            }]
+        );
+    }
+
+    #[test]
     fn help_lists_every_key_of_the_table() {
         let mut r = rig("help");
         r.key('?');

@@ -47,6 +47,20 @@ fn field(doc: &TomlDoc, path: &str, value: &mut String) -> Result<(), InputError
     Ok(())
 }
 
+/// A file path may come from the environment too (`${HOME}/certs/ca.pem`).
+fn path_field(
+    doc: &TomlDoc,
+    path: &str,
+    value: &mut Option<std::path::PathBuf>,
+) -> Result<(), InputError> {
+    if let Some(p) = value {
+        let mut text = p.display().to_string();
+        field(doc, path, &mut text)?;
+        *p = std::path::PathBuf::from(text);
+    }
+    Ok(())
+}
+
 fn opt_field(doc: &TomlDoc, path: &str, value: &mut Option<String>) -> Result<(), InputError> {
     match value {
         Some(v) => field(doc, path, v),
@@ -61,16 +75,27 @@ pub(super) fn expand_all(raw: &mut RawConfig, doc: &TomlDoc) -> Result<(), Input
         opt_field(doc, "nats.user", &mut n.user)?;
         opt_field(doc, "nats.password", &mut n.password)?;
         opt_field(doc, "nats.token", &mut n.token)?;
+        opt_field(doc, "nats.nkey", &mut n.nkey)?;
+        path_field(doc, "nats.creds", &mut n.creds)?;
+        path_field(doc, "nats.ca_file", &mut n.ca_file)?;
+        path_field(doc, "nats.cert_file", &mut n.cert_file)?;
+        path_field(doc, "nats.key_file", &mut n.key_file)?;
     }
     if let Some(pg) = &mut raw.postgres {
         field(doc, "postgres.url", &mut pg.url)?;
         opt_field(doc, "postgres.admin_url", &mut pg.admin_url)?;
+        opt_field(doc, "postgres.sslmode", &mut pg.sslmode)?;
+        path_field(doc, "postgres.sslrootcert", &mut pg.sslrootcert)?;
+        path_field(doc, "postgres.sslcert", &mut pg.sslcert)?;
+        path_field(doc, "postgres.sslkey", &mut pg.sslkey)?;
+        path_field(doc, "postgres.passfile", &mut pg.passfile)?;
         for (i, g) in pg.gauges.iter_mut().enumerate() {
             field(doc, &format!("postgres.gauge[{i}].sql"), &mut g.sql)?;
         }
     }
     for (i, w) in raw.webhook.iter_mut().enumerate() {
         field(doc, &format!("webhook[{i}].upstream"), &mut w.upstream)?;
+        path_field(doc, &format!("webhook[{i}].ca_file"), &mut w.ca_file)?;
     }
     for (i, p) in raw.probe.iter_mut().enumerate() {
         field(doc, &format!("probe[{i}].url"), &mut p.url)?;
@@ -78,6 +103,9 @@ pub(super) fn expand_all(raw: &mut RawConfig, doc: &TomlDoc) -> Result<(), Input
         for (k, v) in p.headers.iter_mut() {
             field(doc, &format!("probe[{i}].headers.{k}"), v)?;
         }
+        path_field(doc, &format!("probe[{i}].ca_file"), &mut p.ca_file)?;
+        path_field(doc, &format!("probe[{i}].cert_file"), &mut p.cert_file)?;
+        path_field(doc, &format!("probe[{i}].key_file"), &mut p.key_file)?;
     }
     Ok(())
 }

@@ -38,6 +38,9 @@ pub struct Config {
     pub processes: Vec<ProcessTarget>,
     /// The fault catalog, in config order, every entry with its key.
     pub faults: Vec<faults::CatalogFault>,
+    /// Things that work but should not be so (a key file others can read), for `check` and
+    /// the console's notices.
+    pub warnings: Vec<String>,
     redactor: Redactor,
 }
 
@@ -85,6 +88,7 @@ impl ConsoleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
+    /// One URL, or several seed URLs separated by commas.
     pub url: String,
     /// Optional HTTP monitoring endpoint (`http://127.0.0.1:8222`).
     pub monitor_url: Option<String>,
@@ -94,6 +98,18 @@ pub struct NatsConfig {
     pub user: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// A `.creds` file (user JWT and nkey seed).
+    pub creds: Option<PathBuf>,
+    /// An nkey seed: a file holding it, or the seed itself (from `${ENV}`).
+    pub nkey: Option<String>,
+    /// PEM CA file for a server certificate from a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// TLS before the server's INFO (servers configured with `handshake_first`).
+    #[serde(default)]
+    pub tls_first: bool,
     /// Stream/consumer pairs to watch; empty = every stream and consumer.
     #[serde(default)]
     pub watch: Vec<NatsWatch>,
@@ -115,6 +131,16 @@ pub struct PostgresConfig {
     pub url: String,
     /// Connection the PostgreSQL faults use (a role allowed to terminate backends); default `url`.
     pub admin_url: Option<String>,
+    /// libpq's `sslmode`: disable, allow, prefer, require, verify-ca, verify-full (the URL's
+    /// `?sslmode=` wins; so for the three below).
+    pub sslmode: Option<String>,
+    /// PEM root certificate(s) the server's certificate must chain to.
+    pub sslrootcert: Option<PathBuf>,
+    /// PEM client certificate and key, for `hostssl … clientcert=…`.
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    /// A password file in `.pgpass` format, read when the URL has no password.
+    pub passfile: Option<PathBuf>,
     #[serde(default = "default_probe_timeout")]
     pub timeout: Dur,
     /// Share of usable connections in use that means trouble.
@@ -165,8 +191,10 @@ pub struct WebhookConfig {
     /// Where gameday listens; point the app's webhook URL here.
     #[serde(deserialize_with = "crate::toml_input::socket_addr")]
     pub listen: SocketAddr,
-    /// Where gameday forwards to.
+    /// Where gameday forwards to: `http://…` or `https://…`.
     pub upstream: String,
+    /// PEM CA file for an `https` upstream with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// The app's client timeout: a request that takes longer counts as a timeout.
     #[serde(default = "default_webhook_timeout")]
     pub timeout: Dur,
@@ -194,6 +222,31 @@ pub struct ProbeConfig {
     pub timeout: Dur,
     pub warn_ms: Option<f64>,
     pub crit_ms: Option<f64>,
+    /// PEM CA file for an `https` URL with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl NatsConfig {
+    pub fn tls(&self) -> crate::connect::TlsFiles {
+        crate::connect::TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+}
+
+impl ProbeConfig {
+    pub fn tls(&self) -> crate::connect::TlsFiles {
+        crate::connect::TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
 }
 
 fn default_probe_timeout() -> Dur {
@@ -305,7 +358,7 @@ impl Config {
         };
         let catalog = faults::catalog(doc, &raw.fault, &targets, &containers, &processes)?;
         check_listen_addresses(doc, &raw)?;
-        // Scenarios and themes belong with the config that names their faults and metrics.
+        // Scenarios, themes and TLS files belong with the config that names them.
         if let Some(dir) = doc.file().parent().filter(|d| !d.as_os_str().is_empty()) {
             for path in [&mut raw.console.scenarios, &mut raw.console.themes] {
                 if path.is_relative() {
@@ -313,6 +366,7 @@ impl Config {
                 }
             }
         }
+        let warnings = tls_files(&mut raw, doc)?;
         let redactor = Redactor::new(collect_secrets(&raw));
         Ok(Config {
             file: doc.file().to_path_buf(),
@@ -325,6 +379,7 @@ impl Config {
             containers,
             processes,
             faults: catalog,
+            warnings,
             redactor,
         })
     }
@@ -465,6 +520,13 @@ fn collect_secrets(raw: &RawConfig) -> Vec<String> {
     if let Some(n) = &raw.nats {
         out.extend(redact::secrets_in_url(&n.url));
         out.extend(n.password.iter().chain(n.token.iter()).cloned());
+        // A seed given inline (from ${ENV}) is a secret; a path to it is not.
+        out.extend(
+            n.nkey
+                .iter()
+                .filter(|k| k.starts_with('S') && !k.contains('/'))
+                .cloned(),
+        );
     }
     if let Some(pg) = &raw.postgres {
         out.extend(redact::secrets_in_url(&pg.url));
@@ -628,7 +690,7 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
             doc,
             &format!("webhook[{i}].upstream"),
             &w.upstream,
-            &["http"],
+            &["http", "https"],
         )?;
         if w.timeout.get().is_zero() {
             return Err(doc.error_at(
@@ -694,6 +756,89 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         raw.probe.iter().map(|p| p.name.as_str()),
     )?;
     Ok(())
+}
+
+/// Every TLS, key and credentials file the config names: relative to the config file, must
+/// exist (else the one-line error, exit 2), and gets a warning when others can read a secret.
+fn tls_files(raw: &mut RawConfig, doc: &TomlDoc) -> Result<Vec<String>, InputError> {
+    let dir = doc
+        .file()
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf);
+    let mut warnings = Vec::new();
+    let mut file = |path: String, value: &mut Option<PathBuf>, secret: bool| {
+        let Some(p) = value else {
+            return Ok(());
+        };
+        if p.is_relative()
+            && let Some(dir) = &dir
+        {
+            *p = dir.join(&*p);
+        }
+        if !p.is_file() {
+            return Err(doc.error_at(
+                &path,
+                format!(
+                    "expected a readable file, got \"{}\" (no such file)",
+                    p.display()
+                ),
+            ));
+        }
+        if secret && let Some(w) = crate::connect::private_file_warning(&path, p) {
+            warnings.push(format!("{}: {w}", doc.file().display()));
+        }
+        Ok(())
+    };
+    if let Some(n) = &mut raw.nats {
+        file("nats.ca_file".into(), &mut n.ca_file, false)?;
+        file("nats.cert_file".into(), &mut n.cert_file, false)?;
+        file("nats.key_file".into(), &mut n.key_file, true)?;
+        file("nats.creds".into(), &mut n.creds, true)?;
+        if n.cert_file.is_some() != n.key_file.is_some() {
+            return Err(doc.error_at("nats.cert_file", "expected cert_file and key_file together"));
+        }
+        // A seed given as a path is a file like the others.
+        if let Some(nkey) = &n.nkey
+            && (!nkey.starts_with('S') || nkey.contains('/'))
+        {
+            let mut as_path = Some(PathBuf::from(nkey));
+            file("nats.nkey".into(), &mut as_path, true)?;
+            n.nkey = as_path.map(|p| p.display().to_string());
+        }
+    }
+    if let Some(pg) = &mut raw.postgres {
+        file("postgres.sslrootcert".into(), &mut pg.sslrootcert, false)?;
+        file("postgres.sslcert".into(), &mut pg.sslcert, false)?;
+        file("postgres.sslkey".into(), &mut pg.sslkey, true)?;
+        file("postgres.passfile".into(), &mut pg.passfile, true)?;
+        if let Some(mode) = &pg.sslmode
+            && !crate::connect::postgres::SSL_MODES.contains(&mode.as_str())
+        {
+            return Err(doc.error_at(
+                "postgres.sslmode",
+                format!(
+                    "expected one of {}, got \"{mode}\"",
+                    crate::connect::postgres::SSL_MODES.join(", ")
+                ),
+            ));
+        }
+    }
+    for (i, w) in raw.webhook.iter_mut().enumerate() {
+        file(format!("webhook[{i}].ca_file"), &mut w.ca_file, false)?;
+    }
+    for (i, p) in raw.probe.iter_mut().enumerate() {
+        file(format!("probe[{i}].ca_file"), &mut p.ca_file, false)?;
+        file(format!("probe[{i}].cert_file"), &mut p.cert_file, false)?;
+        file(format!("probe[{i}].key_file"), &mut p.key_file, true)?;
+        if p.cert_file.is_some() != p.key_file.is_some() {
+            return Err(doc.error_at(
+                &format!("probe[{i}].cert_file"),
+                "expected cert_file and key_file together",
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Listeners share one daemon: names and addresses must not collide across kinds.

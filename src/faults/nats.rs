@@ -47,7 +47,7 @@ fn redacted(config: &Config, text: &str) -> String {
 fn server_label(config: &Config) -> String {
     match &config.nats {
         Some(nats) => {
-            let url = crate::redact::url(&nats.url);
+            let url = crate::redact::url(nats.url.split(',').next().unwrap_or(&nats.url));
             let address = url.split("://").nth(1).unwrap_or(&url);
             let address = address.rsplit('@').next().unwrap_or(address);
             format!("NATS {address}")
@@ -62,25 +62,29 @@ async fn connect(config: &Config) -> Result<Client, FaultError> {
             "the config has no [nats] section".into(),
         ));
     };
-    let mut options = ConnectOptions::new()
+    let options = ConnectOptions::new()
         .name(CLIENT_NAME)
         .connection_timeout(CONNECT_TIMEOUT)
         .request_timeout(Some(REQUEST_TIMEOUT));
-    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(token) = &nats.token {
-        options = options.token(token.clone());
-    }
     let cannot = |why: String| {
         FaultError::Failed(redacted(
             config,
-            &format!("cannot connect to {}: {why}", crate::redact::url(&nats.url)),
+            &format!(
+                "cannot connect to {}: {why}",
+                crate::connect::nats::shown_urls(nats)
+            ),
         ))
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(&nats.url)).await {
+    let options = crate::connect::nats::secure(nats, options)
+        .await
+        .map_err(cannot)?;
+    let addrs = crate::connect::nats::server_addrs(nats).map_err(cannot)?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(addrs)).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(cannot(e.to_string())),
+        Ok(Err(e)) => Err(cannot(crate::connect::describe(
+            &crate::connect::chain(&e),
+            crate::connect::NATS,
+        ))),
         Err(_) => Err(cannot(format!(
             "no answer within {}",
             super::fmt_duration(CONNECT_TIMEOUT)

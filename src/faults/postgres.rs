@@ -9,7 +9,6 @@
 //! even when both faults use the same `application_name`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -102,12 +101,8 @@ impl Target {
             ));
         };
         let url = pg.admin_url.as_deref().unwrap_or(&pg.url);
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
-            FaultError::Failed(redacted(
-                config,
-                &format!("bad postgres URL {}: {e}", crate::redact::url(url)),
-            ))
-        })?;
+        let options = crate::connect::postgres::options(pg, url)
+            .map_err(|e| FaultError::Failed(redacted(config, &e)))?;
         let server = format!("{}:{}", options.get_host(), options.get_port());
         Ok(Target {
             options: options.disable_statement_logging(),
@@ -184,7 +179,8 @@ fn reason(error: &sqlx::Error) -> String {
 }
 
 fn failed(config: &Config, what: &str, error: &sqlx::Error) -> FaultError {
-    FaultError::Failed(redacted(config, &format!("{what}: {}", reason(error))))
+    let why = crate::connect::describe(&reason(error), crate::connect::POSTGRES);
+    FaultError::Failed(redacted(config, &format!("{what}: {why}")))
 }
 
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
@@ -955,9 +951,13 @@ mod tests {
 
     impl Lab {
         fn app_options(&self, application_name: &str) -> PgConnectOptions {
-            PgConnectOptions::from_str(&self.cluster.url_for("app", APP_PASSWORD, "tasks"))
-                .unwrap()
-                .application_name(application_name)
+            <PgConnectOptions as std::str::FromStr>::from_str(&self.cluster.url_for(
+                "app",
+                APP_PASSWORD,
+                "tasks",
+            ))
+            .unwrap()
+            .application_name(application_name)
         }
 
         async fn app(&self, application_name: &str) -> Result<PgConnection, sqlx::Error> {

@@ -172,9 +172,14 @@ impl NatsServer {
         Ok(())
     }
 
-    /// SIGSTOP: the server keeps its sockets but answers nothing.
+    /// SIGSTOP: the server keeps its sockets but answers nothing. Returns once every thread is
+    /// stopped: a signal lands asynchronously, and a busy machine may let a request through first.
     pub fn freeze(&self) -> Result<()> {
-        self.send(Signal::SIGSTOP)
+        self.send(Signal::SIGSTOP)?;
+        if let Some(pid) = self.pid() {
+            super::process::wait_stopped(pid, Duration::from_secs(5));
+        }
+        Ok(())
     }
 
     /// SIGCONT: undo [`freeze`](Self::freeze).

@@ -245,10 +245,15 @@ impl PgCluster {
         let postmaster = self.running_pid()?;
         // Stop the postmaster first so it cannot fork a backend we would miss.
         signal(postmaster, Signal::SIGSTOP).map_err(ServiceError::io("freeze postgres"))?;
-        for backend in children_of(postmaster) {
+        let backends = children_of(postmaster);
+        for &backend in &backends {
             signal(backend, Signal::SIGSTOP).map_err(ServiceError::io(format!(
                 "freeze postgres backend {backend}"
             )))?;
+        }
+        // Signals land asynchronously: return once everything is really stopped.
+        for pid in std::iter::once(postmaster).chain(backends) {
+            super::process::wait_stopped(pid, Duration::from_secs(5));
         }
         Ok(())
     }

@@ -67,6 +67,26 @@ fn start_spawner() -> mpsc::Sender<SpawnRequest> {
     requests
 }
 
+/// Waits (up to `within`) until every thread of `pid` is stopped (state `T`); whether they are.
+pub(crate) fn wait_stopped(pid: u32, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let stopped = fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().all(|task| {
+                fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')').is_some_and(|(_, rest)| {
+                        matches!(rest.trim_start().chars().next(), Some('T' | 't'))
+                    })
+                })
+            })
+        });
+        if stopped || std::time::Instant::now() >= deadline {
+            return stopped;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Sends `signal` to `pid`; a process that is already gone is not an error.
 pub(crate) fn signal(pid: u32, signal: Signal) -> io::Result<()> {
     match kill(Pid::from_raw(pid as i32), signal) {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connect;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, context::RequestErrorKind};
 use async_nats::{Client, ConnectOptions, Event, Request};
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::spawn::{Reading, Reporter, Sampler, every, root_cause, seconds};
 use super::{SourceId, SourceStatus, SourceTx};
 use crate::config::{NatsConfig, NatsWatch};
-use crate::redact::{self, Redactor};
+use crate::redact::Redactor;
 
 /// The connection name the broker shows in `/connz`.
 pub const CLIENT_NAME: &str = "gameday-console";
@@ -114,7 +115,12 @@ struct NatsSampler {
     connection: Option<Connection>,
     /// What the client's events said about the connection.
     link: Arc<watch::Sender<Link>>,
+    /// The last direct diagnosis of a failing connection, and when it was made.
+    diagnosed: Option<(std::time::Instant, Option<String>)>,
 }
+
+/// How often a failing connection is diagnosed directly.
+const DIAGNOSE_EVERY: Duration = Duration::from_secs(5);
 
 /// The connection as the client's events describe it.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +140,7 @@ impl NatsSampler {
             redactor,
             connection: None,
             link: Arc::new(watch::Sender::new(Link::default())),
+            diagnosed: None,
         }
     }
 
@@ -146,6 +153,19 @@ impl NatsSampler {
 
     fn last_error(&self) -> Option<String> {
         self.link.borrow().last_error.clone()
+    }
+
+    /// Why the client cannot get in, asked directly at most every few seconds.
+    async fn diagnosis(&mut self, timeout: Duration) -> Option<String> {
+        let fresh = self
+            .diagnosed
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < DIAGNOSE_EVERY);
+        if !fresh {
+            let why = connect::nats::diagnose(&self.config, timeout).await;
+            self.diagnosed = Some((std::time::Instant::now(), why));
+        }
+        self.diagnosed.as_ref().and_then(|(_, why)| why.clone())
     }
 
     /// A new client connects in the background; give it one timeout to do so, so the first
@@ -177,17 +197,19 @@ impl NatsSampler {
                     record_event(&link, &event);
                     async {}
                 });
-            if let (Some(user), Some(password)) = (&self.config.user, &self.config.password) {
-                options = options.user_and_password(user.clone(), password.clone());
-            }
-            if let Some(token) = &self.config.token {
-                options = options.token(token.clone());
-            }
+            options = connect::nats::secure(&self.config, options).await?;
+            let addrs = connect::nats::server_addrs(&self.config)?;
             // With retry_on_initial_connect this returns at once; the bound is for safety.
-            let client = tokio::time::timeout(self.timeout, options.connect(&self.config.url))
+            let client = tokio::time::timeout(self.timeout, options.connect(addrs))
                 .await
                 .map_err(|_| format!("connect did not return within {}", seconds(self.timeout)))?
-                .map_err(|e| format!("cannot connect to {}: {e}", redact::url(&self.config.url)))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to {}: {}",
+                        connect::nats::shown_urls(&self.config),
+                        connect::describe(&connect::chain(&e), connect::NATS)
+                    )
+                })?;
             let jetstream = jetstream::ContextBuilder::new()
                 .timeout(self.timeout)
                 .build(client.clone());
@@ -223,10 +245,17 @@ impl NatsSampler {
                 };
                 let reason = match (unreachable, self.last_error()) {
                     (Some(unreachable), _) => format!("{what}: {unreachable}"),
-                    // The address accepts connections: the client's error says why it fails
-                    // (authorization violation, TLS error…).
-                    (None, Some(error)) => format!("{what}: {error}"),
-                    (None, None) => format!("{what} from {}", redact::url(&self.config.url)),
+                    // The address accepts connections but the client does not get in: ask once
+                    // directly, since its events say only "IO error" or "TLS error".
+                    (None, last) => match self.diagnosis(timeout).await {
+                        Some(why) => format!("{what}: {why}"),
+                        None => match last {
+                            Some(error) => format!("{what}: {error}"),
+                            None => {
+                                format!("{what} from {}", connect::nats::shown_urls(&self.config))
+                            }
+                        },
+                    },
                 };
                 return self.down(reason);
             }
@@ -528,6 +557,12 @@ mod tests {
             user: None,
             password: None,
             token: None,
+            creds: None,
+            nkey: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls_first: false,
             watch,
         }
     }

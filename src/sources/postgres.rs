@@ -7,7 +7,6 @@
 //! never answers, so only a client-side deadline notices it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::spawn::{Reading, Reporter, Sampler, every, seconds};
 use super::{SourceId, SourceStatus, SourceTx};
 use crate::config::{GaugeConfig, PoolConfig, PostgresConfig};
-use crate::redact::{self, Redactor};
+use crate::redact::Redactor;
 
 /// The `application_name` of the console's own connection.
 pub const APPLICATION_NAME: &str = "gameday-console";
@@ -222,8 +221,7 @@ impl PgSampler {
     }
 
     fn connect_options(&self) -> Result<PgConnectOptions, String> {
-        let options = PgConnectOptions::from_str(&self.config.url)
-            .map_err(|e| format!("bad postgres.url {}: {e}", redact::url(&self.config.url)))?;
+        let options = crate::connect::postgres::options(&self.config, &self.config.url)?;
         Ok(options
             .application_name(APPLICATION_NAME)
             .options([("statement_timeout", self.timeout.as_millis())])
@@ -242,7 +240,10 @@ impl PgSampler {
             }
             Ok(Err(e)) => {
                 self.errors += 1;
-                Err(format!("cannot connect: {}", describe(&e)))
+                Err(format!(
+                    "cannot connect: {}",
+                    crate::connect::describe(&describe(&e), crate::connect::POSTGRES)
+                ))
             }
             Err(_) => {
                 self.errors += 1;
@@ -454,6 +455,11 @@ mod tests {
         PostgresConfig {
             url,
             admin_url: None,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            passfile: None,
             timeout: Dur::from_millis(1500),
             warn: 0.8,
             crit: 0.95,
@@ -625,7 +631,7 @@ mod tests {
         let (cluster, url) = start_cluster("pg-full").await;
         cluster.create_role("hog", "hog").await.unwrap();
         let hog_options =
-            PgConnectOptions::from_str(&cluster.url_for("hog", "hog", "postgres")).unwrap();
+            std::str::FromStr::from_str(&cluster.url_for("hog", "hog", "postgres")).unwrap();
         // Every slot an ordinary role may use.
         let hogs = hold(hog_options, "hog", 37).await;
         let mut source = start_source(config(url), Duration::from_millis(200));

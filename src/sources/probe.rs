@@ -55,7 +55,7 @@ struct Prober {
 impl Prober {
     fn new(config: ProbeConfig, redactor: Redactor) -> Result<Self, String> {
         let timeout = config.timeout.get();
-        let client = crate::http_client::builder()
+        let client = crate::connect::http::builder(&config.tls())?
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(0)
@@ -159,8 +159,15 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     match io_kind {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
         Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
-        _ if error.is_connect() => format!("cannot connect: {}", root_cause(error)),
-        _ => root_cause(error),
+        _ => {
+            // A TLS failure is deep in the chain: name it and the setting that fixes it.
+            let chain = crate::connect::chain(error);
+            match crate::connect::explain(&chain, crate::connect::HTTP) {
+                Some(why) => why,
+                None if error.is_connect() => format!("cannot connect: {}", root_cause(error)),
+                None => root_cause(error),
+            }
+        }
     }
 }
 
@@ -224,6 +231,9 @@ mod tests {
             timeout: Dur::from_secs(2),
             warn_ms: None,
             crit_ms: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of it
 
 pub mod docker;
+pub mod pki;
 
 use std::fs::File;
 use std::io::{Read, Write};

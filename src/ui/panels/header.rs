@@ -141,8 +141,9 @@ fn faults_segment(state: &AppState, theme: &Theme) -> Segment {
         .filter(|f| f.phase == ActivePhase::Failed)
         .count();
     let running = active.len() - failed;
+    let others = state.faults.others.len();
     let mut spans = Vec::new();
-    if running == 0 && failed == 0 {
+    if running == 0 && failed == 0 && others == 0 {
         spans.push(Span::styled("no active faults", theme.muted()));
     }
     if running > 0 {
@@ -159,6 +160,16 @@ fn faults_segment(state: &AppState, theme: &Theme) -> Segment {
         spans.push(Span::styled(
             format!("{} {failed} failed", badge::CRIT),
             theme.level(Level::Crit),
+        ));
+    }
+    if others > 0 {
+        if !spans.is_empty() {
+            spans.push(Span::raw(" "));
+        }
+        // Faults other consoles applied are just as real for everyone watching this screen.
+        spans.push(Span::styled(
+            format!("◇ {others} by other consoles"),
+            theme.level(Level::Warn).patch(theme.fault()),
         ));
     }
     Segment { priority: 0, spans }
