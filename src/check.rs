@@ -30,6 +30,9 @@ pub fn main(config_path: Option<&std::path::Path>) -> ExitCode {
         return ExitCode::from(EXIT_INVALID_INPUT);
     }
     println!("config {}: valid", config.file.display());
+    for warning in &config.warnings {
+        println!("⚠ {warning}");
+    }
     for file in crate::scenario::Scenario::files(&config.console.scenarios) {
         match crate::scenario::Scenario::load(&file, &config) {
             Ok(s) => println!("scenario {}: valid ({})", file.display(), s.title),

@@ -205,6 +205,7 @@ pub fn listener_set(config: &Config) -> ListenerSet {
                 listen: w.listen,
                 upstream: w.upstream.clone(),
                 timeout: w.timeout.get(),
+                ca_file: w.ca_file.clone(),
             })
             .collect(),
     }
@@ -386,6 +387,7 @@ pub(crate) async fn start(
     )
     .map_err(|e| format!("timeline: {e}"))?;
     app.state.faults.catalog = faults::catalog_entries(&config);
+    notices.extend(config.warnings.iter().cloned());
     app.state.faults.notices = notices;
 
     // A console killed earlier may have left faults applied: revert them before anything else.

@@ -82,6 +82,7 @@ fn a_bot_token_in_the_upstream_never_reaches_the_daemon_log_or_the_status() {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 upstream: upstream.clone(),
                 timeout: Duration::from_secs(2),
+                ca_file: None,
             }],
         };
         let options = AttachOptions {

@@ -385,6 +385,55 @@ fn nats_with_a_private_ca_client_certificates_and_an_https_probe() {
         flood.revert(&ctx).await.unwrap();
     });
 
+    // A webhook forwarded to an https upstream with a private CA (the monitor's /healthz).
+    let hook = free_port();
+    let bare = free_port();
+    let with_hooks = nats.config(
+        "hooks",
+        &format!("ca_file = \"{ca}\""),
+        &format!(
+            "[[webhook]]\nname = \"hook\"\nlisten = \"127.0.0.1:{hook}\"\nupstream = \"https://localhost:{https}\"\nca_file = \"{ca}\"\n\n\
+             [[webhook]]\nname = \"bare\"\nlisten = \"127.0.0.1:{bare}\"\nupstream = \"https://localhost:{https}\"\n",
+            https = nats.https
+        ),
+    );
+    runtime.block_on(async {
+        let config = Config::load(&with_hooks).unwrap();
+        let mut options = gameday::proxy::AttachOptions::new(Duration::from_secs(3));
+        options.daemon_exe = Some(support::GAMEDAY.into());
+        let client = gameday::proxy::ProxyClient::attach_with(
+            &config.console.artifacts,
+            &gameday::console::listener_set(&config),
+            options,
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let through = |port: u16| {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        let (status, body) = through(hook).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("ok"), "{body}");
+        // Without the CA the forwarder answers 502 and says why.
+        let (status, body) = through(bare).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body.contains("UnknownIssuer") || body.contains("unknown"),
+            "{body}"
+        );
+        client.shutdown_daemon().await.unwrap();
+    });
+
     // Without the CA: the error names it, for the broker and for the probe.
     let no_ca = nats.config(
         "no-ca",
@@ -464,4 +513,113 @@ fn nats_nkey_users_accept_the_right_seed_and_refuse_another() {
         !text.contains(&stranger.seed().unwrap()),
         "the seed is never shown: {text}"
     );
+}
+
+/// A NATS JWT (v2) with `claims`, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let payload = b64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+fn claims(
+    issuer: &nkeys::KeyPair,
+    subject: &str,
+    name: &str,
+    nats: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "jti": format!("{name}-{}", std::process::id()),
+        "iat": chrono::Utc::now().timestamp(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    })
+}
+
+#[test]
+fn nats_in_operator_mode_accepts_a_creds_file_and_refuses_a_stranger() {
+    let dir = test_dir("tls-creds");
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        claims(
+            &operator,
+            &operator.public_key(),
+            "op",
+            serde_json::json!({"type": "operator", "version": 2}),
+        ),
+    );
+    let account_jwt = jwt(
+        &operator,
+        claims(
+            &operator,
+            &account.public_key(),
+            "acc",
+            serde_json::json!({
+                "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                           "wildcards": true, "conn": -1, "leaf": -1},
+                "default_permissions": {"pub": {}, "sub": {}},
+                "type": "account", "version": 2
+            }),
+        ),
+    );
+    let user_claims = |user: &nkeys::KeyPair| {
+        claims(
+            &account,
+            &user.public_key(),
+            "drill",
+            serde_json::json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                               "type": "user", "version": 2}),
+        )
+    };
+    let creds = |name: &str, user: &nkeys::KeyPair, signer: &nkeys::KeyPair| {
+        let path = dir.join(format!("{name}.creds"));
+        let text = format!(
+            "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            jwt(signer, user_claims(user)),
+            user.seed().unwrap()
+        );
+        write(&path, &text);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    let nats = Nats::start(
+        &dir,
+        "operator",
+        &format!(
+            "operator: \"{operator_jwt}\"\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n}}",
+            account.public_key()
+        ),
+    );
+    let good = nats.config(
+        "good",
+        &format!("creds = \"{}\"", creds("user", &user, &account).display()),
+        "",
+    );
+    let (code, text) = check(&dir, &good);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(snapshot(&dir, &good)["nats.up"], 1.0);
+
+    // A user signed by an account the operator does not know is refused as such.
+    let stranger = nkeys::KeyPair::new_account();
+    let bad = nats.config(
+        "bad",
+        &format!(
+            "creds = \"{}\"",
+            creds("stranger", &nkeys::KeyPair::new_user(), &stranger).display()
+        ),
+        "",
+    );
+    let (code, text) = check(&dir, &bad);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("credentials refused"), "{text}");
 }

@@ -82,6 +82,7 @@ impl NetworkRig {
                 listen: loopback,
                 upstream: format!("http://{upstream}"),
                 timeout: Duration::from_secs(30),
+                ca_file: None,
             }],
         };
         let options = AttachOptions::new(Duration::from_secs(30));

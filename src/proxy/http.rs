@@ -18,6 +18,7 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -68,7 +69,7 @@ struct Shared {
     name: String,
     upstream: Upstream,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     faults: watch::Receiver<WebhookFaults>,
     retries: Mutex<RetryDetector>,
     counters: Counters,
@@ -77,9 +78,32 @@ struct Shared {
     stopped: CancellationToken,
 }
 
+/// Public roots, and the private CA of `ca_file` when there is one.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// `http://host:port[/base]`, split for building request URIs.
 #[derive(Debug)]
 struct Upstream {
+    https: bool,
     authority: Authority,
     base_path: String,
 }
@@ -91,11 +115,15 @@ impl Upstream {
         let uri: Uri = text
             .parse()
             .map_err(|err| format!("upstream {shown:?} is not a URL: {err}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "upstream {shown:?} must start with http:// (TLS upstreams are not supported)"
-            ));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "upstream {shown:?} must start with http:// or https://"
+                ));
+            }
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -104,6 +132,7 @@ impl Upstream {
             return Err(format!("upstream {shown:?} must not have a query string"));
         }
         Ok(Upstream {
+            https,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
         })
@@ -121,7 +150,7 @@ impl Upstream {
         let path = request.path_and_query().map_or("/", PathAndQuery::as_str);
         let target = format!("{}{}", self.base_path, path);
         Uri::builder()
-            .scheme("http")
+            .scheme(if self.https { "https" } else { "http" })
             .authority(self.authority.clone())
             .path_and_query(target)
             .build()
@@ -202,6 +231,13 @@ impl WebhookForwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
+        // The connector takes http:// as well; the tunnel is TLS only for https:// upstreams.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(spec.ca_file.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))

@@ -28,6 +28,9 @@ pub struct WebhookListenerSpec {
     /// The caller's client timeout: a request that takes this long counts as a timeout.
     #[serde(with = "durations")]
     pub timeout: Duration,
+    /// PEM CA file for an `https` upstream with a private CA (besides the public roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Every listener the daemon should run; the payload of `Configure`.

@@ -105,6 +105,7 @@ pub(super) fn webhook_spec(name: &str, upstream: &str, timeout: Duration) -> Web
         listen: loopback(),
         upstream: upstream.to_owned(),
         timeout,
+        ca_file: None,
     }
 }
 
