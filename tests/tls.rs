@@ -623,3 +623,123 @@ fn nats_in_operator_mode_accepts_a_creds_file_and_refuses_a_stranger() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("credentials refused"), "{text}");
 }
+
+// --- Docker -----------------------------------------------------------------------------------
+
+/// A TLS front on 127.0.0.1 for the local Docker engine that requires a client certificate from
+/// `ca`, as a remote engine on `tcp://…:2376` does. Serves on `runtime` until it is dropped.
+fn docker_tls_front(runtime: &tokio::runtime::Runtime, server: &Pair, ca: &Path) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_file_iter(&server.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&server.key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    runtime.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut tls = match acceptor.accept(stream).await {
+                    Ok(tls) => tls,
+                    Err(_refused) => return,
+                };
+                let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+            });
+        }
+    });
+    port
+}
+
+/// `DOCKER_CERT_PATH` as the docker CLI reads it: ca.pem, cert.pem, key.pem.
+fn cert_path(dir: &Path, ca: &Path, client: &Pair) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(ca, dir.join("ca.pem")).unwrap();
+    std::fs::copy(&client.cert, dir.join("cert.pem")).unwrap();
+    std::fs::copy(&client.key, dir.join("key.pem")).unwrap();
+    dir.to_path_buf()
+}
+
+/// The `docker engine` row of `gameday check` against the engine at `port` over TLS.
+fn engine_row(dir: &Path, config: &Path, port: u16, certs: &Path) -> String {
+    let out = Command::new(support::GAMEDAY)
+        .args(["check", "--config", &config.display().to_string()])
+        .current_dir(dir)
+        .env("DOCKER_HOST", format!("tcp://localhost:{port}"))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.starts_with("docker engine"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no engine row: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string()
+}
+
+#[test]
+fn a_docker_engine_over_tls_is_reached_with_the_client_certificates_of_docker_cert_path() {
+    let dir = test_dir("tls-docker");
+    let runtime = runtime();
+    let pki = Pki::new(&dir.join("pki"), "docker");
+    let other = Pki::new(&dir.join("pki"), "other");
+    let port = docker_tls_front(&runtime, &pki.server("engine"), &pki.ca);
+    let config = write(
+        &dir.join("gameday.toml"),
+        &format!(
+            "[console]\nartifacts = \"{}\"\n\n[[container]]\nname = \"probe\"\ncontainer = \"gameday-tls-no-such-container\"\n",
+            dir.join("artifacts").display()
+        ),
+    );
+    let good = cert_path(
+        &dir.join("certs"),
+        &pki.ca,
+        &pki.client("client", "gameday"),
+    );
+    let row = engine_row(&dir, &config, port, &good);
+    assert!(row.contains("✔ reachable"), "{row}");
+
+    // A client certificate the engine does not trust: named as such, with where it is read from.
+    let stranger = cert_path(
+        &dir.join("stranger"),
+        &pki.ca,
+        &other.client("stranger", "x"),
+    );
+    let row = engine_row(&dir, &config, port, &stranger);
+    assert!(
+        row.contains("does not accept the client certificate"),
+        "{row}"
+    );
+    assert!(row.contains("DOCKER_CERT_PATH"), "{row}");
+}

@@ -87,6 +87,11 @@ pub const POSTGRES: Settings = Settings {
     client_cert: "`sslcert` and `sslkey` in [postgres]",
     credentials: "the password in the URL, `${ENV}`, or `passfile` in [postgres]",
 };
+pub const DOCKER: Settings = Settings {
+    ca: "`ca.pem` in DOCKER_CERT_PATH (with DOCKER_TLS_VERIFY=1)",
+    client_cert: "`cert.pem` and `key.pem` in DOCKER_CERT_PATH",
+    credentials: "the engine's TLS client certificates in DOCKER_CERT_PATH",
+};
 pub const HTTP: Settings = Settings {
     ca: "`ca_file` on the probe or webhook",
     client_cert: "`cert_file` and `key_file` on the probe or webhook",
@@ -130,6 +135,16 @@ pub fn explain(error: &str, settings: Settings) -> Option<String> {
     }
     if has("NotValidYet") || has("not valid yet") {
         return Some("the server's certificate is not valid yet (check the clocks)".into());
+    }
+    // The server's alert about *our* certificate (it does not trust its CA, or finds it bad).
+    if has("alert: UnknownCA")
+        || has("alert: CertificateUnknown")
+        || has("alert: UnsupportedCertificate")
+    {
+        return Some(format!(
+            "the server does not accept the client certificate (not signed by a CA it trusts): set {}",
+            settings.client_cert
+        ));
     }
     if has("CertificateRequired")
         || has("certificate required")
@@ -211,6 +226,10 @@ mod tests {
             (
                 "authorization violation",
                 "credentials refused by the server",
+            ),
+            (
+                "client error (Connect): received fatal alert: UnknownCA",
+                "does not accept the client certificate",
             ),
         ];
         for (error, expected) in cases {

@@ -33,11 +33,20 @@ pub fn host_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
 
-/// Connects to the engine at `host` (`unix://…`, `tcp://…`) and negotiates the API version.
-/// The error says where it looked and why it failed.
+/// Connects to the engine at `host` (`unix://…`, `tcp://…`, `https://…`) and negotiates the API
+/// version. A `tcp://` engine with `DOCKER_TLS_VERIFY` set, or an `https://` one, is reached over
+/// TLS with the client certificates in `DOCKER_CERT_PATH` (`ca.pem`, `cert.pem`, `key.pem`), as
+/// the docker CLI does. The error says where it looked and why it failed.
 pub async fn connect(host: &str) -> Result<Docker, String> {
     let shown = crate::redact::url(host);
-    let unreachable = |why: String| format!("Docker engine not reachable at {shown}: {why}");
+    let unreachable = |why: String| {
+        format!(
+            "Docker engine not reachable at {shown}: {}",
+            crate::connect::describe(&why, crate::connect::DOCKER)
+        )
+    };
+    // bollard's TLS builds its client config from the process-wide crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let docker = Docker::connect_with_host(host)
         .map_err(|e| unreachable(error_chain(&e)))?
         .with_timeout(CLIENT_TIMEOUT);
