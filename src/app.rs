@@ -42,6 +42,12 @@ pub enum Event {
     Fault(FaultReport),
     /// Other consoles' faults, as the shared ledger lists them now.
     Others(Vec<crate::faults::engine::ForeignFault>),
+    /// What catalog fault `catalog_index` would touch right now (a dry run), or why that
+    /// cannot be said.
+    Resolved {
+        catalog_index: usize,
+        result: Result<Vec<String>, String>,
+    },
 }
 
 /// Work the console loop runs off the UI thread.
@@ -66,11 +72,19 @@ pub enum Effect {
     RevertEveryone {
         cause: Cause,
     },
+    /// Resolve what catalog fault `catalog_index` would touch now, touching nothing.
+    Resolve {
+        catalog_index: usize,
+    },
 }
 
 /// Why the console is ending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuitReason(pub String);
+
+/// The confirm popup's line for what an inject would really touch, filled once resolved.
+const RESOLVED_PREFIX: &str = "Touches now: ";
+const RESOLVING: &str = "resolving…";
 
 pub struct App {
     pub state: AppState,
@@ -100,8 +114,21 @@ impl App {
             version: env!("CARGO_PKG_VERSION").to_string(),
             thresholds: config.thresholds(),
         })?;
+        // Which system this is, for the record (when the config says).
+        let console = &config.console;
+        let environment = if console.environment.is_some() || console.production {
+            Some(timeline.append(EventKind::Environment {
+                name: console.environment.clone(),
+                production: console.production,
+            })?)
+        } else {
+            None
+        };
         let mut state = AppState::new(config, session, theme);
         state.push_timeline(start);
+        if let Some(environment) = environment {
+            state.push_timeline(environment);
+        }
         Ok(App {
             state,
             timeline,
@@ -156,6 +183,10 @@ impl App {
                 self.state.faults.others = others;
                 self.dirty = true;
             }
+            Event::Resolved {
+                catalog_index,
+                result,
+            } => self.on_resolved(catalog_index, result),
         }
     }
 
@@ -393,6 +424,24 @@ impl App {
         self.dirty = true;
         let context = self.state.ui.mode.key_context();
         let action = keymap::action_for(context, &key);
+        // The environment's name, typed into a production confirm.
+        if let Mode::Confirm(Confirm {
+            typed: Some(word), ..
+        }) = &mut self.state.ui.mode
+            && action.is_none()
+        {
+            match key.code {
+                KeyCode::Char(c) if word.entered.chars().count() < NOTE_MAX_CHARS => {
+                    word.entered.push(c);
+                    word.wrong = false;
+                }
+                KeyCode::Backspace => {
+                    word.entered.pop();
+                }
+                _ => {}
+            }
+            return;
+        }
         // Free text: any printable key that is not bound is typed.
         if let Mode::Note(text) = &mut self.state.ui.mode
             && action.is_none()
@@ -417,6 +466,24 @@ impl App {
             (_, Action::Quit) => self.request_quit("key q".into()),
             (Mode::Normal, a) => self.normal_action(a),
             (Mode::Help, Action::Back) => {}
+            // Wrong name: nothing happens, the popup stays and says so.
+            (
+                Mode::Confirm(Confirm {
+                    title,
+                    lines,
+                    action,
+                    typed: Some(mut word),
+                }),
+                Action::Confirm,
+            ) if word.entered != word.expected => {
+                word.wrong = true;
+                self.state.ui.mode = Mode::Confirm(Confirm {
+                    title,
+                    lines,
+                    action,
+                    typed: Some(word),
+                });
+            }
             (Mode::Confirm(confirm), Action::Confirm) => self.confirmed(confirm.action),
             (
                 Mode::Confirm(Confirm {
@@ -459,6 +526,7 @@ impl App {
                         action: PendingAction::RunScenario {
                             path: item.path.clone(),
                         },
+                        typed: self.typed_word(),
                     });
                 }
             }
@@ -520,6 +588,7 @@ impl App {
                     );
                 }
             }
+            Action::DryRun => self.open_dry_run(),
             Action::RevertEveryone => {
                 let others = self.state.faults.others.len();
                 let mine = self.state.faults.active.len();
@@ -549,6 +618,7 @@ impl App {
                         "Their consoles will show them reverted.".into(),
                     ],
                     action: PendingAction::RevertEveryone,
+                    typed: None,
                 });
             }
             Action::RevertSelected => {
@@ -616,6 +686,10 @@ impl App {
             );
             return;
         };
+        if let Some(reason) = self.refusal("the inject") {
+            self.refuse(reason);
+            return;
+        }
         let entry = &self.state.faults.catalog[index];
         let running = self
             .state
@@ -631,20 +705,141 @@ impl App {
             );
             return;
         }
+        let mut lines = Vec::new();
+        let console = &self.state.config.console;
+        if console.environment.is_some() || console.production {
+            lines.push(format!("Environment: {}", console.environment_label()));
+        }
         self.state.ui.mode = Mode::Confirm(Confirm {
             title: format!("Inject {}?", entry.name),
-            lines: vec![
-                format!("{} on {}: {}", entry.kind, entry.target, entry.params),
-                format!("Blast radius: {}", entry.blast_radius),
-                format!(
-                    "Reverts by itself after {}.",
-                    humantime::format_duration(std::time::Duration::from_millis(entry.lease_ms))
-                ),
-            ],
+            lines: lines
+                .into_iter()
+                .chain([
+                    format!("{} on {}: {}", entry.kind, entry.target, entry.params),
+                    format!("Blast radius: {}", entry.blast_radius),
+                    format!(
+                        "Reverts by itself after {}.",
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            entry.lease_ms
+                        ))
+                    ),
+                ])
+                .collect(),
             action: PendingAction::InjectFault {
                 catalog_index: index,
             },
+            typed: self.typed_word(),
         });
+        // The popup names what will really be touched once it is resolved.
+        if let Mode::Confirm(confirm) = &mut self.state.ui.mode {
+            confirm.lines.push(format!("{RESOLVED_PREFIX}{RESOLVING}"));
+        }
+        self.effects.push(Effect::Resolve {
+            catalog_index: index,
+        });
+    }
+
+    /// `d`: what each catalog fault would touch right now, resolved in the background.
+    fn open_dry_run(&mut self) {
+        let catalog = &self.state.faults.catalog;
+        if catalog.is_empty() {
+            self.toast(ToastKind::Info, "no faults in the catalog".into());
+            return;
+        }
+        let lines = catalog
+            .iter()
+            .map(|entry| format!("{}: {RESOLVING}", entry.name))
+            .collect();
+        self.state.ui.mode = Mode::Confirm(Confirm {
+            title: "Dry run: what each fault would touch now (nothing is touched)".into(),
+            lines,
+            action: PendingAction::Dismiss,
+            typed: None,
+        });
+        for catalog_index in 0..self.state.faults.catalog.len() {
+            self.effects.push(Effect::Resolve { catalog_index });
+        }
+    }
+
+    /// A resolved blast radius goes into the popup that asked for it, if it is still open.
+    fn on_resolved(&mut self, catalog_index: usize, result: Result<Vec<String>, String>) {
+        let Some(name) = self
+            .state
+            .faults
+            .catalog
+            .get(catalog_index)
+            .map(|c| c.name.clone())
+        else {
+            return;
+        };
+        let said = match &result {
+            Ok(lines) if lines.is_empty() => "nothing right now".to_string(),
+            Ok(lines) => lines.join("; "),
+            Err(e) => format!("{} {e}", crate::ui::widgets::badge::CRIT),
+        };
+        let Mode::Confirm(confirm) = &mut self.state.ui.mode else {
+            return;
+        };
+        match confirm.action {
+            PendingAction::InjectFault { catalog_index: i } if i == catalog_index => {
+                if let Some(line) = confirm
+                    .lines
+                    .iter_mut()
+                    .find(|l| l.starts_with(RESOLVED_PREFIX))
+                {
+                    *line = format!("{RESOLVED_PREFIX}{said}");
+                }
+            }
+            PendingAction::Dismiss => {
+                if let Some(line) = confirm.lines.get_mut(catalog_index) {
+                    *line = format!("{name}: {said}");
+                }
+            }
+            _ => return,
+        }
+        self.dirty = true;
+    }
+
+    /// On a production console the operator types the environment's name to confirm.
+    fn typed_word(&self) -> Option<crate::state::TypedWord> {
+        let console = &self.state.config.console;
+        console.production.then(|| crate::state::TypedWord {
+            expected: console.confirm_word(),
+            ..Default::default()
+        })
+    }
+
+    /// Why a keystroke may not start anything that touches the system right now, if so.
+    fn refusal(&self, what: &str) -> Option<String> {
+        let console = &self.state.config.console;
+        if console.production && !self.state.allow_production {
+            return Some(format!(
+                "refused {what}: {} is marked production; start gameday with --allow-production to drill on it",
+                console.environment_label()
+            ));
+        }
+        if console.require_healthy {
+            let down: Vec<String> = self
+                .state
+                .sources
+                .iter()
+                .filter(|(_, s)| matches!(s.status, crate::sources::SourceStatus::Down { .. }))
+                .map(|(id, _)| id.to_string())
+                .collect();
+            if !down.is_empty() {
+                return Some(format!(
+                    "refused {what}: require_healthy is set and {} is down; the steady state comes first",
+                    down.join(", ")
+                ));
+            }
+        }
+        None
+    }
+
+    /// Says a refusal on screen and on the timeline.
+    fn refuse(&mut self, reason: String) {
+        self.toast(ToastKind::Error, reason.clone());
+        self.record(EventKind::Info { text: reason });
     }
 
     fn confirmed(&mut self, action: PendingAction) {
@@ -664,6 +859,7 @@ impl App {
                 });
             }
             PendingAction::RunScenario { path } => self.start_scenario(&path),
+            PendingAction::Dismiss => {}
             PendingAction::RevertEveryone => {
                 self.effects.push(Effect::RevertEveryone {
                     cause: Cause::Everyone,
@@ -733,6 +929,7 @@ impl App {
                         title: format!("{title}: continue?"),
                         lines: vec![text, "y/enter continues the steps; n/esc aborts the scenario (reverts everything).".into()],
                         action: PendingAction::ResumeScenario,
+                        typed: None,
                     });
                 }
             }
@@ -754,6 +951,10 @@ impl App {
     }
 
     fn open_scenario_picker(&mut self) {
+        if let Some(reason) = self.refusal("the scenario") {
+            self.refuse(reason);
+            return;
+        }
         let dir = self.state.config.console.scenarios.clone();
         let mut items: Vec<PickerItem> = std::fs::read_dir(&dir)
             .map(|entries| {

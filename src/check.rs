@@ -30,6 +30,9 @@ pub fn main(config_path: Option<&std::path::Path>) -> ExitCode {
         return ExitCode::from(EXIT_INVALID_INPUT);
     }
     println!("config {}: valid", config.file.display());
+    if config.console.environment.is_some() || config.console.production {
+        println!("environment: {}", config.console.environment_label());
+    }
     for warning in &config.warnings {
         println!("⚠ {warning}");
     }

@@ -79,6 +79,10 @@ pub struct ConsoleArgs {
     /// Session name (default: a timestamp).
     #[arg(long)]
     pub session: Option<String>,
+    /// Allow faults and scenarios on a config marked `production = true` (each inject then asks
+    /// for the environment's name).
+    #[arg(long)]
+    pub allow_production: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

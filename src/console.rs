@@ -52,6 +52,8 @@ pub const TEST_PANIC_ENV: &str = "GAMEDAY_TEST_PANIC";
 /// and the log file. Bad input is reported here (exit code 2) and nothing starts.
 pub struct Prepared {
     pub config: Arc<Config>,
+    /// `--allow-production`.
+    pub allow_production: bool,
     pub session: Session,
     pub theme: Theme,
     /// Whether the proxy daemon outlives this console (the demo stops it itself).
@@ -90,6 +92,7 @@ pub fn prepare(args: &ConsoleArgs) -> Result<Prepared, ExitCode> {
         started: chrono::Utc::now(),
     };
     Ok(Prepared {
+        allow_production: args.allow_production,
         config: Arc::new(config),
         session,
         theme,
@@ -316,6 +319,8 @@ pub(crate) struct Running {
     /// This session started the proxy daemon (a headless run stops it again).
     pub(crate) started_proxy: bool,
     pub(crate) engine: EngineHandle,
+    /// What faults act with, for dry runs from the screen.
+    pub(crate) ctx: Arc<FaultContext>,
     pub(crate) source_rx: mpsc::Receiver<SourceEvent>,
     pub(crate) report_rx: mpsc::Receiver<FaultReport>,
     pub(crate) others_rx: tokio::sync::watch::Receiver<Vec<ForeignFault>>,
@@ -341,6 +346,7 @@ pub(crate) async fn start(
     config: Arc<Config>,
     session: Session,
     theme_name: String,
+    allow_production: bool,
 ) -> Result<Running, String> {
     let artifacts = config.console.artifacts.clone();
     let ledger = Ledger::new(&artifacts).map_err(|e| format!("ledger: {e}"))?;
@@ -368,7 +374,9 @@ pub(crate) async fn start(
                 .map(|f| format!("listener {f}")),
         );
     }
-    let ctx = Arc::new(FaultContext::new(config.clone(), proxy.clone()));
+    let mut ctx = FaultContext::new(config.clone(), proxy.clone());
+    ctx.allow_production = allow_production;
+    let ctx = Arc::new(ctx);
     if !config.containers.is_empty()
         && let Err(reason) = ctx.docker.get().await
     {
@@ -387,6 +395,7 @@ pub(crate) async fn start(
     )
     .map_err(|e| format!("timeline: {e}"))?;
     app.state.faults.catalog = faults::catalog_entries(&config);
+    app.state.allow_production = allow_production;
     notices.extend(config.warnings.iter().cloned());
     app.state.faults.notices = notices;
 
@@ -444,7 +453,7 @@ pub(crate) async fn start(
     drop(source_tx);
     let (report_tx, report_rx) = mpsc::channel::<FaultReport>(256);
     let (others_tx, others_rx) = tokio::sync::watch::channel(Vec::new());
-    let engine = engine::spawn(ctx, ledger, owner.clone(), report_tx, others_tx);
+    let engine = engine::spawn(ctx.clone(), ledger, owner.clone(), report_tx, others_tx);
     Ok(Running {
         app,
         config,
@@ -453,6 +462,7 @@ pub(crate) async fn start(
         proxy,
         started_proxy,
         engine,
+        ctx,
         source_rx,
         report_rx,
         others_rx,
@@ -530,10 +540,10 @@ impl Running {
         }
     }
 
-    /// Applies the effects the app queued.
-    pub(crate) fn run_effects(&mut self, export_tx: &mpsc::Sender<Result<Vec<PathBuf>, String>>) {
+    /// Applies the effects the app queued; work done in the background answers on `background`.
+    pub(crate) fn run_effects(&mut self, background: &mpsc::Sender<Event>) {
         for effect in self.app.take_effects() {
-            run_effect(effect, &self.app, &self.engine, export_tx);
+            run_effect(effect, &self.app, &self.engine, &self.ctx, background);
         }
     }
 }
@@ -565,11 +575,12 @@ pub(crate) fn test_panic(point: &str) -> bool {
 pub async fn run(prepared: Prepared) -> Result<Closing, String> {
     let Prepared {
         config,
+        allow_production,
         session,
         theme,
         proxy_outlives,
     } = prepared;
-    let mut running = start(config, session, theme.name.clone()).await?;
+    let mut running = start(config, session, theme.name.clone(), allow_production).await?;
     let mut themes_cache = ThemeCache {
         dir: running.config.console.themes.clone(),
         current: theme,
@@ -636,7 +647,7 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
     let frame_every = Duration::from_millis(1000 / u64::from(r.config.console.max_fps.max(1)));
     let mut frame = tokio::time::interval(frame_every);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (export_tx, mut export_rx) = mpsc::channel(4);
+    let (background_tx, mut background_rx) = mpsc::channel(16);
 
     loop {
         tokio::select! {
@@ -666,7 +677,7 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
                 let others = r.others_rx.borrow_and_update().clone();
                 r.app.handle(Event::Others(others));
             }
-            Some(result) = export_rx.recv() => r.app.handle(Event::ReportWritten(result)),
+            Some(event) = background_rx.recv() => r.app.handle(event),
             Some(done) = r.source_tasks.join_next(), if !r.source_tasks.is_empty() => watch_source_task(&mut r.app, done),
             name = signals.next() => r.app.handle(Event::Signal(name)),
             _ = tick.tick() => {
@@ -680,7 +691,7 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
                 }
             }
         }
-        r.run_effects(&export_tx);
+        r.run_effects(&background_tx);
         if r.app.quit_reason().is_some() {
             return Ok(());
         }
@@ -726,14 +737,28 @@ fn run_effect(
     effect: Effect,
     app: &App,
     engine: &EngineHandle,
-    export_tx: &mpsc::Sender<Result<Vec<PathBuf>, String>>,
+    ctx: &Arc<FaultContext>,
+    background: &mpsc::Sender<Event>,
 ) {
     match effect {
         Effect::ExportReport => {
             let dir = app.state.session.dir.clone();
-            let tx = export_tx.clone();
+            let tx = background.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = tx.blocking_send(report::write_from_dir(&dir, &report::Format::ALL));
+                let written = report::write_from_dir(&dir, &report::Format::ALL);
+                let _ = tx.blocking_send(Event::ReportWritten(written));
+            });
+        }
+        Effect::Resolve { catalog_index } => {
+            let (ctx, tx) = (ctx.clone(), background.clone());
+            tokio::spawn(async move {
+                let result = crate::dry_run::catalog_fault(&ctx, catalog_index).await;
+                let _ = tx
+                    .send(Event::Resolved {
+                        catalog_index,
+                        result,
+                    })
+                    .await;
             });
         }
         Effect::InjectFault {

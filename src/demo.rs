@@ -103,7 +103,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
             wait_for_stop_signal().await;
             ExitCode::SUCCESS
         } else {
-            let console = ConsoleArgs { config: Some(demo.config_path.clone()), theme: args.theme.clone(), session: None };
+            let console = ConsoleArgs { config: Some(demo.config_path.clone()), theme: args.theme.clone(), session: None, allow_production: false };
             match crate::console::prepare(&console) {
                 Ok(mut prepared) => {
                     prepared.proxy_outlives = false;

@@ -14,6 +14,8 @@ pub enum Action {
     RevertAll,
     /// Every console's faults, after a confirm.
     RevertEveryone,
+    /// What every catalog fault would touch now, touching nothing.
+    DryRun,
     Mark,
     Note,
     Export,
@@ -40,6 +42,8 @@ pub enum KeyContext {
     TextInput,
     /// A list to pick from (scenarios).
     Picker,
+    /// A confirm that needs a word typed (the environment's name on a production console).
+    TypedConfirm,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +133,13 @@ pub const NORMAL: &[Binding] = &[
         "E",
         None,
         "revert EVERYONE's faults, other consoles' too (asks first)",
+    ),
+    key(
+        'd',
+        Action::DryRun,
+        "d",
+        None,
+        "dry run: what each fault would touch now (touches nothing)",
     ),
     key(
         'm',
@@ -241,6 +252,24 @@ pub const TEXT_INPUT: &[Binding] = &[
     CTRL_C,
 ];
 
+pub const TYPED_CONFIRM: &[Binding] = &[
+    code(
+        KeyCode::Enter,
+        Action::Confirm,
+        "enter",
+        Some("confirm"),
+        "confirm once the name is typed exactly",
+    ),
+    code(
+        KeyCode::Esc,
+        Action::Cancel,
+        "esc",
+        Some("cancel"),
+        "cancel (nothing is changed)",
+    ),
+    CTRL_C,
+];
+
 pub const PICKER: &[Binding] = &[
     code(KeyCode::Up, Action::SelectUp, "↑", Some("up"), "previous"),
     code(KeyCode::Down, Action::SelectDown, "↓", Some("down"), "next"),
@@ -268,6 +297,7 @@ pub fn table(context: KeyContext) -> &'static [Binding] {
         KeyContext::Confirm => CONFIRM,
         KeyContext::TextInput => TEXT_INPUT,
         KeyContext::Picker => PICKER,
+        KeyContext::TypedConfirm => TYPED_CONFIRM,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect;
 pub mod console;
 pub mod demo;
+pub mod dry_run;
 pub mod faults;
 pub mod guard;
 pub mod http_client;

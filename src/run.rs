@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// Leave a proxy daemon this run started running afterwards.
     #[arg(long)]
     pub keep_proxy: bool,
+    /// Run against a config marked `production = true`.
+    #[arg(long)]
+    pub allow_production: bool,
+    /// Resolve every step's targets and print the blast radius; touch nothing (exit 1 when a
+    /// target is unreachable or ambiguous).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
@@ -61,6 +68,16 @@ pub fn main(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return console::invalid(e),
     };
+    if args.dry_run {
+        return crate::dry_run::scenario_main(config, &scenario);
+    }
+    if config.console.production && !args.allow_production {
+        return console::invalid(format!(
+            "{}: {} is marked production (console.production = true); add --allow-production to run scenarios against it",
+            config.file.display(),
+            config.console.environment_label()
+        ));
+    }
     if let Some(name) = &args.session
         && let Err(e) = session::check_name(name)
     {
@@ -128,7 +145,7 @@ async fn run(
         session.dir.display()
     );
     let theme = config.console.theme.clone();
-    let mut running = console::start(config, session, theme).await?;
+    let mut running = console::start(config, session, theme, args.allow_production).await?;
     running.app.start_scenario(scenario);
     let mut seen = 0;
     let outcome = AssertUnwindSafe(progress_loop(&mut running, &mut seen, deadline))
@@ -184,7 +201,7 @@ async fn progress_loop(r: &mut Running, seen: &mut u64, deadline: Duration) -> R
     tokio::pin!(give_up);
     let mut tick = tokio::time::interval(r.config.sample_interval().min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (export_tx, _export_rx) = mpsc::channel(1);
+    let (background_tx, _background_rx) = mpsc::channel(1);
     loop {
         tokio::select! {
             Some(ev) = r.source_rx.recv() => {
@@ -205,7 +222,7 @@ async fn progress_loop(r: &mut Running, seen: &mut u64, deadline: Duration) -> R
                 humantime::format_duration(deadline)
             )),
         }
-        r.run_effects(&export_tx);
+        r.run_effects(&background_tx);
         *seen = print_events(&r.app, *seen);
         if r.app.quit_reason().is_some() {
             return Ok(());

@@ -32,6 +32,8 @@ pub struct AppState {
     /// The scenario running (or finished) in this session.
     pub scenario: Option<crate::scenario::run::ScenarioRun>,
     pub ui: UiState,
+    /// Started with `--allow-production`: a production config may be drilled on.
+    pub allow_production: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +167,16 @@ pub struct Confirm {
     pub title: String,
     pub lines: Vec<String>,
     pub action: PendingAction,
+    /// On a production console: the word that must be typed before it goes ahead.
+    pub typed: Option<TypedWord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TypedWord {
+    pub expected: String,
+    pub entered: String,
+    /// The last Enter came with another word: nothing was done.
+    pub wrong: bool,
 }
 
 /// What a confirmed popup does.
@@ -180,6 +192,8 @@ pub enum PendingAction {
     ResumeScenario,
     /// Revert this console's faults and every other console's.
     RevertEveryone,
+    /// Nothing to do: the popup only shows something (a dry run).
+    Dismiss,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +215,7 @@ impl Mode {
         match self {
             Mode::Normal => KeyContext::Normal,
             Mode::Help => KeyContext::Help,
+            Mode::Confirm(Confirm { typed: Some(_), .. }) => KeyContext::TypedConfirm,
             Mode::Confirm(_) => KeyContext::Confirm,
             Mode::Note(_) => KeyContext::TextInput,
             Mode::Picker(_) => KeyContext::Picker,
@@ -265,6 +280,7 @@ impl AppState {
                 timeline_scroll: 0,
                 marks: 0,
             },
+            allow_production: false,
             config,
         }
     }

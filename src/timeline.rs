@@ -83,6 +83,12 @@ pub enum EventKind {
     SessionEnd {
         reason: String,
     },
+    /// Which environment the session's config points at (right after `SessionStart`).
+    Environment {
+        name: Option<String>,
+        #[serde(default)]
+        production: bool,
+    },
     SourceDown {
         source: String,
         reason: String,
@@ -243,6 +249,11 @@ impl EventKind {
         Some(match self {
             EventKind::SessionStart { session, .. } => format!("session {session} started"),
             EventKind::SessionEnd { reason } => format!("session ended ({reason})"),
+            EventKind::Environment { name, production } => format!(
+                "environment: {}{}",
+                name.as_deref().unwrap_or("unnamed"),
+                if *production { " (PRODUCTION)" } else { "" }
+            ),
             EventKind::SourceDown { source, reason } => format!("{source} DOWN: {reason}"),
             EventKind::SourceUp { source } => format!("{source} up"),
             EventKind::Threshold { key, level, value } => match level {

@@ -14,13 +14,19 @@ struct Rig {
 }
 
 fn rig(name: &str) -> Rig {
+    rig_with(name, "")
+}
+
+/// A rig whose config starts with `console` (a `[console]` table).
+fn rig_with(name: &str, console: &str) -> Rig {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".artifacts/test")
         .join(format!("app-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config::from_text(
         Path::new("gameday.toml"),
-        r#"
+        &format!(
+            r#"{console}
 [nats]
 url = "nats://127.0.0.1:4222"
 [[nats.watch]]
@@ -30,7 +36,14 @@ warn = 100
 crit = 1000
 [postgres]
 url = "postgres://app:hunter22@127.0.0.1:5432/tasks"
-"#,
+
+[[fault]]
+name = "pg-cut"
+key = 1
+kind = "pg_terminate"
+application_name = "app"
+"#
+        ),
     )
     .unwrap();
     let clock = Arc::new(AtomicU64::new(0));
@@ -367,11 +380,15 @@ mod whole_app {
         let effects = r.app.take_effects();
         assert_eq!(
             effects,
-            vec![Effect::InjectFault {
-                catalog_index: 0,
-                cause: Cause::Key("1".into()),
-                lease: None,
-            }]
+            vec![
+                // Opening the popup asked what the fault would really touch.
+                Effect::Resolve { catalog_index: 0 },
+                Effect::InjectFault {
+                    catalog_index: 0,
+                    cause: Cause::Key("1".into()),
+                    lease: None,
+                }
+            ]
         );
         let report = |phase, detail: &str| FaultReport {
             id: "nats-cut-1".into(),
@@ -486,5 +503,138 @@ mod whole_app {
             assert!(screen.contains(b.help), "help misses `{}`", b.help);
         }
         assert!(screen.contains(crate::keymap::FAULT_KEYS_HELP));
+    }
+}
+
+/// The guard rails on a production environment.
+mod production {
+    use super::*;
+    use crate::sources::{SourceId, SourceStatus};
+    use crate::state::TypedWord;
+    use crate::ui::test_support::{draw, screen_text, theme};
+
+    const PRODUCTION: &str = "[console]\nenvironment = \"prod-eu\"\nproduction = true\n";
+
+    fn catalog(r: &mut Rig) {
+        r.app.state.faults.catalog = crate::faults::catalog_entries(&r.app.state.config);
+    }
+
+    #[test]
+    fn without_allow_production_a_keystroke_injects_nothing_and_says_why() {
+        let mut r = rig_with("prod-refused", PRODUCTION);
+        catalog(&mut r);
+        r.key('1');
+        assert_eq!(r.app.state.ui.mode, Mode::Normal, "no confirm popup");
+        assert!(r.app.take_effects().is_empty(), "nothing to run");
+        let said = r.summaries();
+        assert!(
+            said.iter()
+                .any(|l| l.contains("refused the inject") && l.contains("--allow-production")),
+            "{said:?}"
+        );
+        r.key('s');
+        assert!(r.app.take_effects().is_empty());
+        assert!(
+            r.summaries()
+                .iter()
+                .any(|l| l.contains("refused the scenario"))
+        );
+    }
+
+    #[test]
+    fn with_allow_production_only_the_typed_name_of_the_environment_goes_ahead() {
+        let mut r = rig_with("prod-typed", PRODUCTION);
+        r.app.state.allow_production = true;
+        catalog(&mut r);
+        r.key('1');
+        let typed = |r: &Rig| match &r.app.state.ui.mode {
+            Mode::Confirm(c) => c.typed.clone(),
+            other => panic!("expected the confirm popup, got {other:?}"),
+        };
+        assert_eq!(
+            typed(&r),
+            Some(TypedWord {
+                expected: "prod-eu".into(),
+                entered: String::new(),
+                wrong: false
+            })
+        );
+        let screen = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        assert!(
+            screen.contains("Environment: prod-eu (PRODUCTION)"),
+            "{screen}"
+        );
+        assert!(screen.contains("Type prod-eu and press enter"), "{screen}");
+        r.app.take_effects();
+        // 'y' is a letter here, not a yes; a wrong name and enter change nothing.
+        for c in "yprod-us".chars() {
+            r.key(c);
+        }
+        r.code(KeyCode::Enter);
+        assert!(
+            r.app.take_effects().is_empty(),
+            "a wrong name injects nothing"
+        );
+        assert!(typed(&r).unwrap().wrong);
+        let screen = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        assert!(screen.contains("not the environment's name"), "{screen}");
+        for _ in 0.."yprod-us".len() {
+            r.code(KeyCode::Backspace);
+        }
+        for c in "prod-eu".chars() {
+            r.key(c);
+        }
+        r.code(KeyCode::Enter);
+        assert_eq!(
+            r.app.take_effects(),
+            vec![Effect::InjectFault {
+                catalog_index: 0,
+                cause: Cause::Key("1".into()),
+                lease: None
+            }]
+        );
+        assert_eq!(r.app.state.ui.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn the_header_the_timeline_and_the_report_name_the_environment() {
+        let mut r = rig_with("prod-named", PRODUCTION);
+        let screen = screen_text(&draw(&r.app.state, &theme(), 160, 48));
+        assert!(screen.contains("prod-eu (PRODUCTION)"), "{screen}");
+        assert!(
+            r.summaries()
+                .iter()
+                .any(|l| l == "environment: prod-eu (PRODUCTION)")
+        );
+        r.app.finish();
+        let events = crate::timeline::read(&r.app.timeline_path()).unwrap();
+        let report = crate::report::Report::build(&events);
+        assert_eq!(
+            report.session.environment.as_deref(),
+            Some("prod-eu (PRODUCTION)")
+        );
+        assert!(
+            crate::report::to_markdown(&report).contains("| Environment | prod-eu (PRODUCTION) |")
+        );
+    }
+
+    #[test]
+    fn require_healthy_refuses_a_keystroke_inject_while_a_source_is_down() {
+        let mut r = rig_with("healthy", "[console]\nrequire_healthy = true\n");
+        catalog(&mut r);
+        r.status(
+            SourceId::postgres(),
+            SourceStatus::down("connection refused"),
+        );
+        r.key('1');
+        assert_eq!(r.app.state.ui.mode, Mode::Normal);
+        assert!(
+            r.summaries()
+                .iter()
+                .any(|l| l.contains("require_healthy") && l.contains("pg"))
+        );
+        r.status(SourceId::postgres(), SourceStatus::Up);
+        r.key('1');
+        assert!(matches!(r.app.state.ui.mode, Mode::Confirm(_)));
     }
 }

@@ -61,6 +61,15 @@ pub struct ConsoleConfig {
     pub themes: PathBuf,
     /// Redraw at most this many times a second.
     pub max_fps: u32,
+    /// Which environment this config points at ("staging"), shown on every screen, in the
+    /// confirm popup, the timeline, the report and `check`.
+    pub environment: Option<String>,
+    /// A production environment: every inject and scenario is refused unless the console or run
+    /// was started with `--allow-production`, and even then each inject asks for the
+    /// environment's name to be typed.
+    pub production: bool,
+    /// Refuse a keystroke inject while any source is down (a steady state before a manual fault).
+    pub require_healthy: bool,
 }
 
 impl Default for ConsoleConfig {
@@ -73,11 +82,31 @@ impl Default for ConsoleConfig {
             scenarios: PathBuf::from("scenarios"),
             themes: PathBuf::from("themes"),
             max_fps: 10,
+            environment: None,
+            production: false,
+            require_healthy: false,
         }
     }
 }
 
 impl ConsoleConfig {
+    /// The environment as shown: its name, or "production" / "unnamed environment".
+    pub fn environment_label(&self) -> String {
+        match (&self.environment, self.production) {
+            (Some(name), true) => format!("{name} (PRODUCTION)"),
+            (Some(name), false) => name.clone(),
+            (None, true) => "PRODUCTION".into(),
+            (None, false) => "unnamed environment".into(),
+        }
+    }
+
+    /// What must be typed to confirm an inject on a production console.
+    pub fn confirm_word(&self) -> String {
+        self.environment
+            .clone()
+            .unwrap_or_else(|| "production".into())
+    }
+
     /// Points each series keeps: the history window at the sample interval.
     pub fn series_capacity(&self) -> usize {
         let n = self.history.get().as_millis() / self.sample_interval.get().as_millis().max(1);

@@ -479,6 +479,38 @@ impl Fault for ContainerFault {
         })
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let docker = ctx.docker().await?;
+            let found = resolve(docker, &self.target).await?;
+            let engine = crate::redact::url(ctx.docker.host());
+            let lines = found
+                .iter()
+                .map(|c| {
+                    format!(
+                        "container {} ({}) on {engine}: {}",
+                        c.name,
+                        c.short_id(),
+                        status_word(&c.status)
+                    )
+                })
+                .collect();
+            let ambiguous = (found.len() > 1).then(|| {
+                let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "{} matches {} containers: {}",
+                    self.target.name,
+                    found.len(),
+                    names.join(", ")
+                )
+            });
+            Ok(super::Radius { lines, ambiguous })
+        })
+    }
+
     fn touched(&self) -> Option<Touched> {
         (!self.acted.is_empty()).then(|| Touched::Containers {
             ids: self.acted.keys().cloned().collect(),

@@ -479,6 +479,17 @@ impl Engine {
             None,
         )
         .await;
+        let console = &self.ctx.config.console;
+        if console.production && !self.ctx.allow_production {
+            let detail = format!(
+                "refused: {} is marked production (console.production in {}); nothing is injected without --allow-production",
+                console.environment_label(),
+                self.ctx.config.file.display()
+            );
+            self.report(&id, &active, FaultPhase::Refused, detail, None, None)
+                .await;
+            return;
+        }
         if let Err(refused) = check_allowed(&self.ctx.config, &spec) {
             self.report(
                 &id,

@@ -47,6 +47,17 @@ pub struct Description {
     pub blast_radius: String,
 }
 
+/// What an inject would act on right now, resolved the way the inject resolves it — and
+/// nothing touched: the dry run, and the confirm popup's blast radius.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Radius {
+    /// One line per thing it would touch ("container nats-1 (3f2a…) on unix:///…: running").
+    pub lines: Vec<String>,
+    /// Set when the target resolves to more than the drill most likely meant ("label
+    /// app=nats matches 3 containers").
+    pub ambiguous: Option<String>,
+}
+
 /// Shared handles faults use. Built once per console (or `gameday recover`).
 pub struct FaultContext {
     pub config: Arc<Config>,
@@ -54,6 +65,8 @@ pub struct FaultContext {
     pub proxy: Option<std::sync::Arc<ProxyClient>>,
     /// The Docker engine (`DOCKER_HOST`), connected when a container fault first needs it.
     pub docker: docker::DockerHandle,
+    /// Started with `--allow-production`: injects on a production config are allowed.
+    pub allow_production: bool,
 }
 
 impl FaultContext {
@@ -63,6 +76,7 @@ impl FaultContext {
             config,
             proxy,
             docker: docker::DockerHandle::from_env(),
+            allow_production: false,
         }
     }
 
@@ -99,6 +113,8 @@ pub trait Fault: Send + Sync {
     /// Takes the ledger's record of what the inject acted on, so the revert of a fresh instance
     /// restores exactly that.
     fn restore(&mut self, _touched: &touched::Touched) {}
+    /// What an inject would touch right now; touches nothing (no ledger, no signal, no write).
+    fn dry_run<'a>(&'a self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<Radius, FaultError>>;
 }
 
 /// The allowlist: a fault may only be injected on a target the config declares, exactly as it

@@ -191,6 +191,28 @@ impl NatsFlood {
 }
 
 impl Fault for NatsFlood {
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let client = connect(&ctx.config).await?;
+            let js = jetstream(&client);
+            let into = match js.stream_by_subject(self.subject.as_str()).await {
+                Ok(stream) => format!("stream {stream} stores them"),
+                Err(_) => "no stream captures the subject: plain NATS messages".into(),
+            };
+            Ok(super::Radius {
+                lines: vec![format!(
+                    "{}: would publish {}; {into}",
+                    server_label(&ctx.config),
+                    self.plan()
+                )],
+                ambiguous: None,
+            })
+        })
+    }
+
     fn describe(&self, config: &Config) -> Description {
         let params = match &self.flood {
             None => self.plan(),
@@ -432,6 +454,41 @@ async fn pause(
 }
 
 impl Fault for NatsConsumerPause {
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let client = connect(&ctx.config).await?;
+            let js = jetstream(&client);
+            let info = async {
+                js.get_stream_no_info(&self.stream)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .consumer_info(&self.consumer)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await
+            .map_err(|e| {
+                FaultError::Failed(format!("consumer {}/{}: {e}", self.stream, self.consumer))
+            })?;
+            Ok(super::Radius {
+                lines: vec![format!(
+                    "{}: consumer {}/{} would stop delivering; now {} pending, {} unacked, {} pull requests waiting{}",
+                    server_label(&ctx.config),
+                    self.stream,
+                    self.consumer,
+                    info.num_pending,
+                    info.num_ack_pending,
+                    info.num_waiting,
+                    if info.paused { " (already paused)" } else { "" }
+                )],
+                ambiguous: None,
+            })
+        })
+    }
+
     fn describe(&self, config: &Config) -> Description {
         Description {
             kind: "nats consumer pause".into(),

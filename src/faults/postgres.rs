@@ -569,6 +569,50 @@ impl Fault for PgExhaust {
         self.recorded = recorded_backends(touched);
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let config = &ctx.config;
+            let target = Target::from_config(config)?;
+            let mut admin = target.admin(config).await?;
+            let (used, max): (i64, i32) = sqlx::query_as(
+                "select (select count(*) from pg_stat_activity where backend_type = 'client backend'), \
+                 current_setting('max_connections')::int",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .map_err(|e| failed(config, "cannot read pg_stat_activity", &e))?;
+            let mut lines = vec![format!(
+                "PostgreSQL {}: would hold {} {} sessions as {}; {used} of {max} connections are in use now",
+                target.server,
+                self.connections,
+                state_label(self.state),
+                self.application_name
+            )];
+            if let Some(app) = &self.evict {
+                let sessions = sessions_of(&mut admin, app, &BTreeSet::new())
+                    .await
+                    .map_err(|e| failed(config, "cannot read pg_stat_activity", &e))?;
+                lines.push(format!(
+                    "and end the {} sessions of {app} (pid {})",
+                    sessions.len(),
+                    sessions
+                        .iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+            Ok(super::Radius {
+                lines,
+                ambiguous: None,
+            })
+        })
+    }
+
     fn inject<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             if !self.held.is_empty() {
@@ -702,6 +746,47 @@ impl Fault for PgLock {
         self.recorded = recorded_backends(touched);
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let config = &ctx.config;
+            self.statement()?;
+            let target = Target::from_config(config)?;
+            let mut admin = target.admin(config).await?;
+            let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+                .bind(&self.table)
+                .fetch_one(&mut admin)
+                .await
+                .map_err(|e| failed(config, "cannot look the table up", &e))?;
+            if !exists {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+                return Err(FaultError::Failed(format!(
+                    "table {} does not exist on {}",
+                    self.table, target.server
+                )));
+            }
+            let users: i64 = sqlx::query_scalar(
+                "select count(distinct pid) from pg_locks where relation = to_regclass($1)",
+            )
+            .bind(&self.table)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(|e| failed(config, "cannot read pg_locks", &e))?;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+            Ok(super::Radius {
+                lines: vec![format!(
+                    "PostgreSQL {}: would take {} on table {}; {users} sessions hold locks on it now",
+                    target.server,
+                    self.mode.to_ascii_uppercase(),
+                    self.table
+                )],
+                ambiguous: None,
+            })
+        })
+    }
+
     fn describe(&self, config: &Config) -> Description {
         Description {
             kind: "pg lock".into(),
@@ -812,6 +897,35 @@ impl PgTerminate {
 }
 
 impl Fault for PgTerminate {
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let config = &ctx.config;
+            let target = Target::from_config(config)?;
+            let mut admin = target.admin(config).await?;
+            let sessions = sessions_of(&mut admin, &self.application_name, &BTreeSet::new())
+                .await
+                .map_err(|e| failed(config, "cannot read pg_stat_activity", &e))?;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, admin.close()).await;
+            Ok(super::Radius {
+                lines: vec![format!(
+                    "PostgreSQL {}: would terminate the {} sessions of {} (pid {})",
+                    target.server,
+                    sessions.len(),
+                    self.application_name,
+                    sessions
+                        .iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )],
+                ambiguous: None,
+            })
+        })
+    }
+
     fn describe(&self, config: &Config) -> Description {
         let params = match self.terminated {
             Some(n) => format!("terminated {n} sessions of {}", self.application_name),

@@ -334,6 +334,41 @@ impl Fault for ProcessFault {
         })
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        _ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let snapshot = self.find_running().await?;
+            let mut lines = Vec::new();
+            for &pid in &snapshot.roots {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|raw| {
+                        String::from_utf8_lossy(&raw)
+                            .replace('\0', " ")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                let children = if self.target.children {
+                    format!(" and {} children", snapshot.descendants(&[pid]).len())
+                } else {
+                    String::new()
+                };
+                lines.push(format!("pid {pid}{children}: {cmdline}"));
+            }
+            let ambiguous = (snapshot.roots.len() > 1).then(|| {
+                format!(
+                    "{} matches {} processes: pid {}",
+                    search_description(&self.target),
+                    snapshot.roots.len(),
+                    join(&snapshot.roots)
+                )
+            });
+            Ok(super::Radius { lines, ambiguous })
+        })
+    }
+
     fn touched(&self) -> Option<Touched> {
         self.frozen.clone().map(|pids| Touched::Processes { pids })
     }

@@ -47,6 +47,59 @@ impl Fault for ProxiedFault {
         })
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        ctx: &'a FaultContext,
+    ) -> BoxFuture<'a, Result<super::Radius, FaultError>> {
+        Box::pin(async move {
+            let client = match ctx.proxy.clone() {
+                Some(client) => Some(client),
+                None => ProxyClient::observe(&ctx.config.console.artifacts)
+                    .await
+                    .map_err(|e| FaultError::Unavailable(e.to_string()))?
+                    .map(std::sync::Arc::new),
+            };
+            let Some(client) = client else {
+                return Ok(super::Radius {
+                    lines: vec![format!(
+                        "listener {}: the proxy daemon is not running, so no traffic crosses it now",
+                        self.listener
+                    )],
+                    ambiguous: None,
+                });
+            };
+            let status = client
+                .status()
+                .await
+                .map_err(|e| FaultError::Unavailable(e.to_string()))?;
+            let listener = status
+                .listeners
+                .iter()
+                .find(|l| l.name == self.listener)
+                .ok_or_else(|| {
+                    FaultError::Unavailable(format!(
+                        "the proxy daemon has no listener {} (no console has configured it)",
+                        self.listener
+                    ))
+                })?;
+            let address = listener.bound.unwrap_or(listener.listen);
+            let line = match &listener.counters {
+                crate::proxy::ListenerCounters::Tcp(tcp) => format!(
+                    "proxy {} ({address} → {}): {} open connections cross it now, {} accepted so far",
+                    self.listener, listener.upstream, tcp.active, tcp.accepted
+                ),
+                crate::proxy::ListenerCounters::Webhook(hooks) => format!(
+                    "webhook {} ({address} → {}): {} requests in flight now, {} so far",
+                    self.listener, listener.upstream, hooks.in_flight, hooks.requests
+                ),
+            };
+            Ok(super::Radius {
+                lines: vec![line],
+                ambiguous: None,
+            })
+        })
+    }
+
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let failed = |e: crate::proxy::ClientError| FaultError::Failed(e.to_string());

@@ -595,11 +595,16 @@ mod tests {
     }
 
     #[test]
-    fn upstreams_other_than_plain_http_are_refused_with_a_reason() {
+    fn upstreams_other_than_http_and_https_are_refused_with_a_reason() {
+        let tls = Upstream::parse("https://example.org/hooks/").unwrap();
+        assert_eq!(
+            tls.uri_for(&"/send".parse().unwrap()).unwrap().to_string(),
+            "https://example.org/hooks/send"
+        );
         assert!(
-            Upstream::parse("https://example.org")
+            Upstream::parse("ftp://example.org")
                 .unwrap_err()
-                .contains("http://")
+                .contains("http:// or https://")
         );
         assert!(Upstream::parse("not a url").is_err());
         assert!(
@@ -612,7 +617,7 @@ mod tests {
     #[test]
     fn upstream_secrets_stay_out_of_errors_and_messages() {
         for bad in [
-            "https://api.example.org/bot123456:SECRETTOKEN/",
+            "ftp://api.example.org/bot123456:SECRETTOKEN/",
             "http://h:1/bot123456:SECRETTOKEN/?q=1",
         ] {
             let err = Upstream::parse(bad).unwrap_err();

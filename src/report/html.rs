@@ -196,6 +196,9 @@ fn facts(h: &mut String, r: &Report) {
         let _ = writeln!(h, "<tr><th>{label}</th><td>{}</td></tr>", Esc(value));
     };
     row("Session", &s.name);
+    if let Some(environment) = &s.environment {
+        row("Environment", environment);
+    }
     row(
         "Started",
         &s.started.format("%Y-%m-%d %H:%M:%S UTC").to_string(),

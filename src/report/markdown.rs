@@ -37,6 +37,9 @@ pub fn to_markdown(r: &Report) -> String {
             .unwrap_or("the console was killed (no end recorded)")
     );
     let _ = writeln!(md, "| Config | `{}` |", s.config);
+    if let Some(environment) = &s.environment {
+        let _ = writeln!(md, "| Environment | {environment} |");
+    }
     if let Some(x) = &r.experiment {
         let verdict = match x.verdict {
             Some(Verdict::Pass) => "✅ Pass".to_string(),

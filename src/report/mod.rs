@@ -89,6 +89,8 @@ impl CheckOutcome {
 pub struct SessionSummary {
     pub name: String,
     pub config: String,
+    /// The environment the config pointed at ("staging (PRODUCTION)"), when it said.
+    pub environment: Option<String>,
     pub version: String,
     pub started: DateTime<Utc>,
     pub ended: DateTime<Utc>,
@@ -477,6 +479,15 @@ fn session_summary(events: &[TimelineEvent]) -> SessionSummary {
         }) => (session.clone(), config.clone(), version.clone()),
         _ => ("unknown".into(), String::new(), String::new()),
     };
+    let environment = events.iter().find_map(|e| match &e.kind {
+        EventKind::Environment { name, production } => match (name, production) {
+            (Some(name), true) => Some(format!("{name} (PRODUCTION)")),
+            (Some(name), false) => Some(name.clone()),
+            (None, true) => Some("PRODUCTION".into()),
+            (None, false) => None,
+        },
+        _ => None,
+    });
     let started = events.first().map_or_else(Utc::now, |e| e.ts);
     let last = events.last();
     let end_reason = events.iter().rev().find_map(|e| match &e.kind {
@@ -486,6 +497,7 @@ fn session_summary(events: &[TimelineEvent]) -> SessionSummary {
     SessionSummary {
         name,
         config,
+        environment,
         version,
         started,
         ended: last.map_or(started, |e| e.ts),

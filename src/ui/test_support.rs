@@ -263,6 +263,7 @@ pub fn confirm_mode() -> Mode {
                 .into(),
         ],
         action: PendingAction::InjectFault { catalog_index: 1 },
+        typed: None,
     })
 }
 

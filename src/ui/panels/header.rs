@@ -31,11 +31,18 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         Span::styled(state.ui.theme.clone(), theme.text()),
         Span::raw(" "),
     ];
+    let console = &state.config.console;
+    // A production console cannot be mistaken for another: the title is in the critical colour.
+    let title = if console.production {
+        theme.level(Level::Crit).add_modifier(Modifier::BOLD)
+    } else {
+        theme.accent().add_modifier(Modifier::BOLD)
+    };
     let mut segments = vec![
         Segment {
             priority: 3,
             spans: vec![
-                Span::styled("gameday ", theme.accent().add_modifier(Modifier::BOLD)),
+                Span::styled("gameday ", title),
                 Span::styled(state.session.name.clone(), theme.text()),
             ],
         },
@@ -58,6 +65,9 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     ];
     if let Some(segment) = scenario_segment(state, theme) {
         segments.insert(3, segment);
+    }
+    if let Some(segment) = environment_segment(state, theme) {
+        segments.insert(1, segment);
     }
     let available = area.width.saturating_sub(width(&right) + 2);
     while line_width(&segments) > available {
@@ -85,6 +95,30 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     if end + width(&right) < area.right() {
         put_spans_right(buf, area, &right);
     }
+}
+
+/// The environment the console points at. Never dropped: "which system is this?" must be
+/// answered on every screen, at every size.
+fn environment_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
+    let console = &state.config.console;
+    if console.environment.is_none() && !console.production {
+        return None;
+    }
+    let span = if console.production {
+        Span::styled(
+            format!("{} {}", badge::WARN, console.environment_label()),
+            theme.level(Level::Crit).add_modifier(Modifier::BOLD),
+        )
+    } else {
+        Span::styled(
+            format!("env {}", console.environment_label()),
+            theme.accent(),
+        )
+    };
+    Some(Segment {
+        priority: 0,
+        spans: vec![span],
+    })
 }
 
 /// "▶ NATS broker failure · INJECTING 0:12" while it runs, then the verdict. Never dropped: on a

@@ -105,7 +105,11 @@ fn look(event: &TimelineEvent, theme: &Theme) -> (&'static str, Style) {
             _ => (badge::CRIT, theme.level(Level::Crit)),
         },
         EventKind::ScenarioStart { .. } | EventKind::ScenarioPhase { .. } => ("▶", theme.accent()),
+        EventKind::Environment {
+            production: true, ..
+        } => (badge::WARN, theme.level(Level::Crit)),
         EventKind::SessionStart { .. }
+        | EventKind::Environment { .. }
         | EventKind::SessionEnd { .. }
         | EventKind::ReportWritten { .. }
         | EventKind::Info { .. }

@@ -20,13 +20,15 @@ const WIDTH: u16 = 72;
 pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme) {
     let width = WIDTH.min(screen.width.saturating_sub(4));
     let text_width = width.saturating_sub(4).max(1) as usize;
-    // Wrapped height of the lines, plus a blank line, the question and the border.
+    // Wrapped height of the lines, plus a blank line, the question and the border; a typed
+    // confirm adds its prompt, the word so far and the verdict on the last try.
     let body_rows: usize = confirm
         .lines
         .iter()
         .map(|l| l.chars().count().div_ceil(text_width).max(1))
         .sum();
-    let height = body_rows as u16 + 2 + 2;
+    let typed_rows = if confirm.typed.is_some() { 3 } else { 0 };
+    let height = body_rows as u16 + 2 + 2 + typed_rows;
     let area = centered(screen, width, height);
     let warn = theme.level(Level::Warn);
     let inner = frame_popup(
@@ -46,10 +48,38 @@ pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme)
         .map(|l| Line::styled(l.as_str(), theme.text()))
         .collect();
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "Go ahead?",
-        theme.text().add_modifier(Modifier::BOLD),
-    ));
+    match &confirm.typed {
+        None => lines.push(Line::styled(
+            "Go ahead?",
+            theme.text().add_modifier(Modifier::BOLD),
+        )),
+        Some(word) => {
+            let crit = theme.level(Level::Crit).add_modifier(Modifier::BOLD);
+            lines.push(Line::from(vec![
+                Span::styled("PRODUCTION. Type ", crit),
+                Span::styled(
+                    word.expected.clone(),
+                    crit.add_modifier(Modifier::UNDERLINED),
+                ),
+                Span::styled(" and press enter to go ahead:", crit),
+            ]));
+            lines.push(Line::styled(
+                format!("> {}▏", word.entered),
+                theme.text().add_modifier(Modifier::BOLD),
+            ));
+            lines.push(if word.wrong {
+                Line::styled(
+                    format!(
+                        "{} that is not the environment's name: nothing was done",
+                        badge::CRIT
+                    ),
+                    theme.level(Level::Crit),
+                )
+            } else {
+                Line::raw("")
+            });
+        }
+    }
     let text = Rect::new(
         inner.x + 1,
         inner.y,

@@ -16,17 +16,25 @@ use super::{centered, frame_popup, key_spans};
 const WIDTH: u16 = 76;
 const KEY_COLUMN: u16 = 12;
 /// The popups, as the help names them.
-const POPUPS: [(&str, KeyContext); 4] = [
+const POPUPS: [(&str, KeyContext); 5] = [
     ("confirm", KeyContext::Confirm),
     ("note", KeyContext::TextInput),
     ("picker", KeyContext::Picker),
+    ("typed", KeyContext::TypedConfirm),
     ("help", KeyContext::Help),
 ];
 
 pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
     let main = key_hints::groups(KeyContext::Normal);
-    // Main keys, a blank line, a heading, one line per popup, and the border.
-    let height = main.len() as u16 + 2 + POPUPS.len() as u16 + 2;
+    // Main keys, a blank line, a heading, one line per popup, and the border; on a short screen
+    // the popups go two to a line with no heading, so every key still shows at 80×24.
+    let roomy = main.len() as u16 + 2 + POPUPS.len() as u16 + 2;
+    let compact = roomy > screen.height;
+    let height = if compact {
+        main.len() as u16 + POPUPS.len().div_ceil(2) as u16 + 2
+    } else {
+        roomy
+    };
     let area = centered(screen, WIDTH, height);
     let inner = frame_popup(
         frame,
@@ -64,24 +72,35 @@ pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
         );
         y += 1;
     }
-    y += 1;
-    if y < inner.bottom() {
-        put_spans(
-            buf,
-            Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
-            &[Span::styled("in popups", theme.muted())],
-        );
+    if !compact {
         y += 1;
+        if y < inner.bottom() {
+            put_spans(
+                buf,
+                Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
+                &[Span::styled("in popups", theme.muted())],
+            );
+            y += 1;
+        }
     }
-    for (name, context) in POPUPS {
+    let per_line = if compact { 2 } else { 1 };
+    for row in POPUPS.chunks(per_line) {
         if y >= inner.bottom() {
             return;
         }
-        let mut spans = vec![Span::styled(
-            format!("{name:<width$}", width = KEY_COLUMN as usize - 1),
-            theme.muted(),
-        )];
-        spans.extend(key_spans(context, theme));
+        let mut spans = Vec::new();
+        for (i, (name, context)) in row.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw("  "));
+            }
+            let width = if compact {
+                name.len() + 1
+            } else {
+                KEY_COLUMN as usize - 1
+            };
+            spans.push(Span::styled(format!("{name:<width$}"), theme.muted()));
+            spans.extend(key_spans(*context, theme));
+        }
         put_spans(
             buf,
             Rect::new(inner.x + 1, y, inner.width.saturating_sub(1), 1),
