@@ -196,3 +196,52 @@ value = 1
         );
     }
 }
+
+#[test]
+fn dry_runs_of_the_shipped_scenarios_name_real_targets_and_touch_nothing() {
+    let dir = test_dir("demo-dry-run");
+    let (mut demo, config) = headless_demo(&dir, 5.0);
+    let broker = broker_pid(&dir).expect("the demo's broker runs");
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut all = String::new();
+    for scenario in [
+        "nats-broker-failure",
+        "postgres-pool-exhaustion",
+        "webhook-timeout",
+    ] {
+        let file = scenarios.join(format!("{scenario}.toml"));
+        let out = gameday(
+            &dir,
+            &[
+                "run",
+                &file.display().to_string(),
+                "--config",
+                &config,
+                "--dry-run",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{scenario}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("nothing was touched"), "{text}");
+        all.push_str(&text);
+    }
+    // Real things, resolved: the broker's pid, the pool's connections, the webhook listener.
+    assert!(all.contains(&format!("touches pid {broker}")), "{all}");
+    assert!(all.contains("connections are in use now"), "{all}");
+    assert!(all.contains("webhook telegram"), "{all}");
+    // …and nothing touched: the same broker runs, the ledger is empty.
+    assert_eq!(broker_pid(&dir), Some(broker));
+    assert!(
+        gameday::ledger::Ledger::new(&dir)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty()
+    );
+    kill(Pid::from_raw(demo.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = demo.wait();
+}
