@@ -743,3 +743,52 @@ fn a_docker_engine_over_tls_is_reached_with_the_client_certificates_of_docker_ce
     );
     assert!(row.contains("DOCKER_CERT_PATH"), "{row}");
 }
+
+#[test]
+fn nats_certificates_for_another_name_or_out_of_date_and_a_tls_first_server() {
+    let dir = test_dir("tls-nats-bad-certs");
+    let pki = Pki::new(&dir.join("pki"), "nats");
+    let ca = pki.ca.display().to_string();
+    let tls = |pair: &Pair, extra: &str| {
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{extra}}}",
+            pair.cert.display(),
+            pair.key.display()
+        )
+    };
+    let cases = [
+        (
+            "mismatch",
+            pki.server_for(
+                "other-name",
+                &["broker.internal"],
+                (2020, 1, 1),
+                (4000, 1, 1),
+            ),
+            "certificate name mismatch",
+        ),
+        (
+            "expired",
+            pki.server_for("expired", &["localhost"], (2000, 1, 1), (2001, 1, 1)),
+            "has expired",
+        ),
+    ];
+    for (name, pair, said) in &cases {
+        let nats = Nats::start(&dir, name, &tls(pair, ""));
+        let config = nats.config(name, &format!("ca_file = \"{ca}\""), "");
+        let (code, text) = check(&dir, &config);
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(text.contains(said), "{name}: {text}");
+    }
+
+    // A server that wants the TLS handshake before anything else.
+    let server = pki.server("first");
+    let nats = Nats::start(&dir, "first", &tls(&server, "  handshake_first: true\n"));
+    let config = nats.config(
+        "first",
+        &format!("ca_file = \"{ca}\"\ntls_first = true"),
+        "",
+    );
+    let (code, text) = check(&dir, &config);
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -145,10 +145,7 @@ impl ProcessFault {
                 .filter(|stamp| stamp.is_same() && state_of(stamp.pid) == Some('T'))
                 .map(|stamp| stamp.pid)
                 .collect();
-            for &pid in &pids {
-                send(pid, Signal::SIGCONT, &self.target.name)?;
-            }
-            return wait_for_state(&pids, false).await;
+            return continue_all(&pids, &self.target.name).await;
         }
         let snapshot = self.find().await?;
         let mut pids = Vec::new();
@@ -158,10 +155,7 @@ impl ProcessFault {
         // Children first, so the parent finds its children running when it wakes.
         pids.extend(snapshot.roots.iter().copied());
         pids.retain(|pid| snapshot.procs.get(pid).is_some_and(|p| p.stopped));
-        for &pid in &pids {
-            send(pid, Signal::SIGCONT, &self.target.name)?;
-        }
-        wait_for_state(&pids, false).await
+        continue_all(&pids, &self.target.name).await
     }
 
     async fn stop(&mut self, signal: Signal) -> Result<(), FaultError> {
@@ -385,6 +379,24 @@ impl Fault for ProcessFault {
             ProcessAction::Terminate | ProcessAction::Kill => RESTART_REVERT_DEADLINE,
         }
     }
+}
+
+/// SIGCONT to every pid, going on past one that fails (each failure is reported), then waits
+/// until the ones it reached run again.
+async fn continue_all(pids: &[u32], name: &str) -> Result<(), FaultError> {
+    let mut failures = Vec::new();
+    let mut sent = Vec::new();
+    for &pid in pids {
+        match send(pid, Signal::SIGCONT, name) {
+            Ok(_) => sent.push(pid),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let waited = wait_for_state(&sent, false).await;
+    if !failures.is_empty() {
+        return Err(FaultError::Failed(failures.join("; ")));
+    }
+    waited
 }
 
 /// `process = "nats-server" and cmdline containing "-p 4222"`.

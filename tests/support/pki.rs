@@ -59,6 +59,26 @@ impl Pki {
         self.sign(name, params)
     }
 
+    /// A server certificate for `names` only, valid from `not_before` to `not_after` (to make
+    /// name mismatches and expired certificates).
+    pub fn server_for(
+        &self,
+        name: &str,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Pair {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+        self.sign(name, params)
+    }
+
     /// A client certificate whose common name is `user` (PostgreSQL matches it to the role).
     pub fn client(&self, name: &str, user: &str) -> Pair {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
