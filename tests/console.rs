@@ -266,9 +266,7 @@ fn after_sigkill_traffic_flows_faults_lapse_and_the_next_start_recovers_the_ledg
 
     // The console and its dead-man agent both die (a machine's processes killed at once): only
     // the proxy daemon's lease and the ledger are left to act.
-    support::kill_guard("killed");
-    console.signal(Signal::SIGKILL);
-    console.wait_exit(Duration::from_secs(5));
+    support::kill_console_and_guard(&mut console, "killed");
     let killed = Instant::now();
     // The data path does not depend on the console: the open connection keeps working…
     echo_rtt(&mut stream);

@@ -823,9 +823,7 @@ fn a_console_killed_with_its_agent_leaves_its_faults_to_the_next_start_which_rev
     let mut console = world.console(&world.config_a, "killed", &[]);
     inject_all(&world, &mut console, "killed", &A_FAULTS);
     // The console and its dead-man agent both die (a machine's processes killed at once).
-    support::kill_guard("killed");
-    console.signal(Signal::SIGKILL);
-    console.wait_exit(Duration::from_secs(5));
+    support::kill_console_and_guard(&mut console, "killed");
     drop(console);
 
     // What the proxy daemon's lease and PostgreSQL's closed sockets undo goes by itself; what

@@ -303,8 +303,18 @@ pub fn guard_pid(session: &str) -> Option<u32> {
     })
 }
 
-/// SIGKILLs the dead-man agent of `session` and waits until it is gone: how a test reaches the
-/// last line of defence (the next start, `gameday recover`).
+/// Kills a console and its dead-man agent together (a machine's processes killed at once): how
+/// a test reaches the last line of defence (the next start, `gameday recover`). The console is
+/// stopped first so it cannot start a new agent in between, and the agent is killed well within
+/// the lease, before it could take the stop for a hang.
+pub fn kill_console_and_guard(console: &mut Console, session: &str) {
+    console.signal(Signal::SIGSTOP);
+    kill_guard(session);
+    console.signal(Signal::SIGKILL);
+    console.wait_exit(Duration::from_secs(5));
+}
+
+/// SIGKILLs the dead-man agent of `session` and waits until it is gone.
 pub fn kill_guard(session: &str) {
     let pid = guard_pid(session).expect("the console has a dead-man agent");
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the agent");
