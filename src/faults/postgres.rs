@@ -324,18 +324,28 @@ async fn open_held(
     Ok(Held { connection, pid })
 }
 
-fn backends(server: Option<&String>, pids: impl Iterator<Item = i32>) -> Option<Touched> {
-    let pids: Vec<i32> = pids.collect();
-    (!pids.is_empty()).then(|| Touched::Backends {
-        server: server.cloned().unwrap_or_default(),
-        pids,
-    })
+/// What a fault that holds sessions knows besides them: its lease (for the server-side limits),
+/// the server it connected to, and the backends the ledger says an inject opened.
+#[derive(Debug, Default)]
+struct Holding {
+    lease: Option<Duration>,
+    server: Option<String>,
+    recorded: Option<BTreeSet<i32>>,
 }
 
-fn recorded_backends(touched: &Touched) -> Option<BTreeSet<i32>> {
-    match touched {
-        Touched::Backends { pids, .. } => Some(pids.iter().copied().collect()),
-        _ => None,
+impl Holding {
+    fn touched(&self, pids: impl Iterator<Item = i32>) -> Option<Touched> {
+        let pids: Vec<i32> = pids.collect();
+        (!pids.is_empty()).then(|| Touched::Backends {
+            server: self.server.clone().unwrap_or_default(),
+            pids,
+        })
+    }
+
+    fn restore(&mut self, touched: &Touched) {
+        if let Touched::Backends { pids, .. } = touched {
+            self.recorded = Some(pids.iter().copied().collect());
+        }
     }
 }
 
@@ -359,11 +369,7 @@ pub struct PgExhaust {
     held: Vec<Held>,
     /// What the inject achieved, for describe.
     outcome: Option<ExhaustOutcome>,
-    lease: Option<Duration>,
-    /// Backends the inject opened, from the ledger (a revert in another process).
-    recorded: Option<BTreeSet<i32>>,
-    /// `host:port` of the server the inject connected to.
-    server: Option<String>,
+    holding: Holding,
 }
 
 struct ExhaustOutcome {
@@ -383,9 +389,7 @@ impl PgExhaust {
             evicted: 0,
             held: Vec::new(),
             outcome: None,
-            lease: None,
-            recorded: None,
-            server: None,
+            holding: Holding::default(),
         }
     }
 
@@ -432,7 +436,7 @@ impl PgExhaust {
                     target,
                     &self.application_name,
                     self.state,
-                    self.lease,
+                    self.holding.lease,
                 )
                 .await
                 {
@@ -481,7 +485,7 @@ impl PgExhaust {
                     target,
                     &self.application_name,
                     self.state,
-                    self.lease,
+                    self.holding.lease,
                 ));
                 requested += 1;
             }
@@ -558,15 +562,15 @@ impl Fault for PgExhaust {
     }
 
     fn set_lease(&mut self, lease: Duration) {
-        self.lease = Some(lease);
+        self.holding.lease = Some(lease);
     }
 
     fn touched(&self) -> Option<Touched> {
-        backends(self.server.as_ref(), self.held.iter().map(|h| h.pid))
+        self.holding.touched(self.held.iter().map(|h| h.pid))
     }
 
     fn restore(&mut self, touched: &Touched) {
-        self.recorded = recorded_backends(touched);
+        self.holding.restore(touched);
     }
 
     fn dry_run<'a>(
@@ -619,7 +623,7 @@ impl Fault for PgExhaust {
                 return Ok(());
             }
             let target = Target::from_config(&ctx.config)?;
-            self.server = Some(target.server.clone());
+            self.holding.server = Some(target.server.clone());
             // The admin session must exist before the server is full.
             let mut admin = match &self.evict {
                 Some(_) => Some(target.admin(&ctx.config).await?),
@@ -642,7 +646,7 @@ impl Fault for PgExhaust {
             let held = std::mem::take(&mut self.held);
             let closed = held.len();
             let mine: Option<BTreeSet<i32>> = if held.is_empty() {
-                self.recorded.clone()
+                self.holding.recorded.clone()
             } else {
                 Some(held.iter().map(|h| h.pid).collect())
             };
@@ -684,9 +688,7 @@ pub struct PgLock {
     mode: String,
     application_name: String,
     held: Option<Held>,
-    lease: Option<Duration>,
-    recorded: Option<BTreeSet<i32>>,
-    server: Option<String>,
+    holding: Holding,
 }
 
 impl PgLock {
@@ -697,9 +699,7 @@ impl PgLock {
             mode: mode.to_ascii_lowercase(),
             application_name: application_name.to_string(),
             held: None,
-            lease: None,
-            recorded: None,
-            server: None,
+            holding: Holding::default(),
         }
     }
 
@@ -735,15 +735,15 @@ impl PgLock {
 
 impl Fault for PgLock {
     fn set_lease(&mut self, lease: Duration) {
-        self.lease = Some(lease);
+        self.holding.lease = Some(lease);
     }
 
     fn touched(&self) -> Option<Touched> {
-        backends(self.server.as_ref(), self.held.iter().map(|h| h.pid))
+        self.holding.touched(self.held.iter().map(|h| h.pid))
     }
 
     fn restore(&mut self, touched: &Touched) {
-        self.recorded = recorded_backends(touched);
+        self.holding.restore(touched);
     }
 
     fn dry_run<'a>(
@@ -819,8 +819,8 @@ impl Fault for PgLock {
             let pid = backend_pid(&mut connection)
                 .await
                 .map_err(|e| failed(config, "cannot read the backend pid", &e))?;
-            limit_session(&mut connection, self.lease).await;
-            self.server = Some(target.server.clone());
+            limit_session(&mut connection, self.holding.lease).await;
+            self.holding.server = Some(target.server.clone());
             register(&target.server, pid, &self.id);
             let locked = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                 .execute(&mut connection)
@@ -852,7 +852,7 @@ impl Fault for PgLock {
             let target = Target::from_config(&ctx.config)?;
             let mine: Option<BTreeSet<i32>> = match &self.held {
                 Some(held) => Some(BTreeSet::from([held.pid])),
-                None => self.recorded.clone(),
+                None => self.holding.recorded.clone(),
             };
             if let Some(mut held) = self.held.take() {
                 let _ = tokio::time::timeout(
