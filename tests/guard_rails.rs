@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,10 +21,15 @@ impl Sleeper {
     fn start(marker: &str) -> Sleeper {
         // A shell that runs `sleep` and then a no-op naming the marker: its command line
         // carries the marker (an `exec` would replace it with sleep's).
+        // Its own process group, so dropping it takes the `sleep` too; no inherited output, so
+        // nothing of it can hold the test runner's pipes open.
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!("sleep 600; : {marker}"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         Sleeper(child)
@@ -33,7 +39,12 @@ impl Sleeper {
         self.0.id()
     }
 
-    /// The process's state letter (`S`, `T`…).
+    /// Whether it is stopped (SIGSTOP), as the kernel says.
+    fn stopped(&self) -> bool {
+        matches!(self.state(), 'T' | 't')
+    }
+
+    /// The process's state letter (`S`, `R`, `T`…).
     fn state(&self) -> char {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
         stat.rsplit_once(')')
@@ -48,7 +59,8 @@ impl Sleeper {
 
 impl Drop for Sleeper {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = nix::unistd::Pid::from_raw(self.pid() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -112,7 +124,7 @@ fn a_production_run_needs_allow_production_and_touches_nothing_without_it() {
             && stderr.contains("--allow-production"),
         "{stderr}"
     );
-    assert_eq!(worker.state(), 'S', "the target was not touched");
+    assert!(!worker.stopped(), "the target was not touched");
     assert!(ledger_is_empty(&dir));
 
     // `check` names the environment.
@@ -140,7 +152,7 @@ fn a_production_console_refuses_a_key_and_with_allow_production_wants_the_name_t
     refused.wait_for("prod-eu (PRODUCTION)", Duration::from_secs(5));
     refused.keys("1");
     refused.wait_for("refused the inject", Duration::from_secs(5));
-    assert_eq!(worker.state(), 'S');
+    assert!(!worker.stopped());
     refused.keys("q");
     assert!(refused.wait_exit(Duration::from_secs(20)).success());
 
@@ -163,14 +175,14 @@ fn a_production_console_refuses_a_key_and_with_allow_production_wants_the_name_t
     allowed.wait_for(&format!("pid {}", worker.pid()), Duration::from_secs(10));
     allowed.keys("prod-us\r");
     allowed.wait_for("not the environment's name", Duration::from_secs(5));
-    assert_eq!(worker.state(), 'S', "a wrong name injects nothing");
+    assert!(!worker.stopped(), "a wrong name injects nothing");
     allowed.keys("\x7f\x7f\x7f\x7f\x7f\x7f\x7fprod-eu\r");
     wait_until("the worker is frozen", Duration::from_secs(10), || {
-        worker.state() == 'T'
+        worker.stopped()
     });
     allowed.keys("q");
     assert!(allowed.wait_exit(Duration::from_secs(20)).success());
-    assert_eq!(worker.state(), 'S', "thawed on the way out");
+    assert!(!worker.stopped(), "thawed on the way out");
     assert!(ledger_is_empty(&dir));
 }
 
@@ -199,7 +211,7 @@ fn a_dry_run_names_an_ambiguous_target_and_touches_nothing() {
             "names pid {pid}: {stdout}"
         );
     }
-    assert_eq!((one.state(), two.state()), ('S', 'S'));
+    assert!(!one.stopped() && !two.stopped());
     assert!(ledger_is_empty(&dir));
 
     // One match: resolved, exit 0, and still nothing touched.
@@ -220,6 +232,6 @@ fn a_dry_run_names_an_ambiguous_target_and_touches_nothing() {
         stdout.contains(&format!("touches pid {}", one.pid())),
         "{stdout}"
     );
-    assert_eq!(one.state(), 'S');
+    assert!(!one.stopped());
     assert!(ledger_is_empty(&dir));
 }
