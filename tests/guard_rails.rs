@@ -100,6 +100,24 @@ fn ledger_is_empty(dir: &Path) -> bool {
         .is_empty()
 }
 
+/// `gameday run --dry-run` of the freeze scenario: exit code and what it printed.
+fn dry_run(dir: &Path, config: &Path) -> (Option<i32>, String) {
+    let out = gameday(
+        dir,
+        &[
+            "run",
+            &scenario(dir).display().to_string(),
+            "--config",
+            &config.display().to_string(),
+            "--dry-run",
+        ],
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 const PRODUCTION: &str = "environment = \"prod-eu\"\nproduction = true";
 
 #[test]
@@ -192,18 +210,8 @@ fn a_dry_run_names_an_ambiguous_target_and_touches_nothing() {
     let marker = format!("gameday-rails-twins-{}", std::process::id());
     let (one, two) = (Sleeper::start(&marker), Sleeper::start(&marker));
     let config = config(&dir, &marker, "");
-    let out = gameday(
-        &dir,
-        &[
-            "run",
-            &scenario(&dir).display().to_string(),
-            "--config",
-            &config.display().to_string(),
-            "--dry-run",
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = dry_run(&dir, &config);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("ambiguous"), "{stdout}");
     for pid in [one.pid(), two.pid()] {
         assert!(
@@ -216,18 +224,8 @@ fn a_dry_run_names_an_ambiguous_target_and_touches_nothing() {
 
     // One match: resolved, exit 0, and still nothing touched.
     drop(two);
-    let out = gameday(
-        &dir,
-        &[
-            "run",
-            &scenario(&dir).display().to_string(),
-            "--config",
-            &config.display().to_string(),
-            "--dry-run",
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let (code, stdout) = dry_run(&dir, &config);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains(&format!("touches pid {}", one.pid())),
         "{stdout}"
