@@ -792,3 +792,21 @@ fn nats_certificates_for_another_name_or_out_of_date_and_a_tls_first_server() {
     let (code, text) = check(&dir, &config);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn several_seed_urls_reach_the_server_that_answers() {
+    let dir = test_dir("tls-seeds");
+    let nats = Nats::start(&dir, "seeds", "");
+    let dead = free_port();
+    let config = write(
+        &dir.join("seeds.toml"),
+        &format!(
+            "[console]\nartifacts = \"{}\"\n\n[nats]\nurl = \"nats://127.0.0.1:{dead}, nats://localhost:{}\"\ntimeout = \"2s\"\n",
+            dir.join("artifacts").display(),
+            nats.port
+        ),
+    );
+    let (code, text) = check(&dir, &config);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(snapshot(&dir, &config)["nats.up"], 1.0);
+}
