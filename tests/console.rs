@@ -17,6 +17,10 @@ use support::{Console, echo_server, free_port, gameday, test_dir, wait_until};
 
 /// One byte through `addr` and back; the round-trip time.
 fn echo_rtt(stream: &mut TcpStream) -> Duration {
+    // A lost byte fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let started = Instant::now();
     stream.write_all(b"x").unwrap();
     let mut b = [0u8; 1];

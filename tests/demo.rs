@@ -118,10 +118,19 @@ fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let stdout = demo.stdout.take().unwrap();
-    let config = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string))
+    // The reading happens on its own thread so the wait has a deadline; reading stops at the
+    // ready line (the demo must cope with nobody reading its stdout afterwards).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let config = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string));
+        let _ = tx.send(config);
+    });
+    let config = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the demo is ready within 2 minutes")
         .expect("the demo says where its config is");
     (demo, config)
 }
