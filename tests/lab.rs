@@ -238,12 +238,22 @@ async fn a_broker_outage_loses_no_task_and_notifies_each_once() {
     };
     let mut submissions = Vec::new();
     while submissions.len() < BEFORE_OUTAGE {
-        submissions.push(done_rx.recv().await.expect("submissions before the outage"));
+        submissions.push(
+            tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+                .await
+                .expect("a submission within 60s")
+                .expect("submissions before the outage"),
+        );
     }
     bench.nats.stop().await.expect("stop nats-server");
     let stopped_at = submissions.len();
     while submissions.len() < stopped_at + DURING_OUTAGE {
-        submissions.push(done_rx.recv().await.expect("submissions during the outage"));
+        submissions.push(
+            tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+                .await
+                .expect("a submission within 60s")
+                .expect("submissions during the outage"),
+        );
     }
     let depth_during_outage = eventually(
         "retry queue holds tasks during the outage",

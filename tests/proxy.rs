@@ -56,6 +56,10 @@ impl Drop for KillOnDrop {
 }
 
 fn round_trip(stream: &mut TcpStream) -> Duration {
+    // A lost echo fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
     let started = Instant::now();
     stream.write_all(b"ping").expect("write");
     let mut echoed = [0u8; 4];

@@ -306,15 +306,23 @@ value = 300
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    lines
-        .find(|l| l.contains("fault nats-partition on nats applied"))
-        .expect("the fault is applied");
+    let lines = support::lines_of(child.stdout.take().unwrap());
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the fault is applied within 60s");
+        if line.contains("fault nats-partition on nats applied") {
+            break;
+        }
+    }
     assert_eq!(lab.daemon_faults(), 1);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let rest: Vec<String> = lines.collect();
-    let status = child.wait().unwrap();
+    let status = support::wait_within(&mut child, Duration::from_secs(60), "the interrupted run");
+    // What it printed on the way out, up to the end of its output.
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
     assert_eq!(status.code(), Some(3), "interrupted = aborted: {rest:?}");
     assert!(
         rest.iter().any(|l| l.contains("Status: Aborted")),

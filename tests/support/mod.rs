@@ -366,6 +366,35 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, ur
         .unwrap_or_else(|e| panic!("GET {url}: not the JSON expected: {e}"))
 }
 
+/// Waits for `child` to exit, killing it (and failing the test) after `deadline`.
+pub fn wait_within(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if started.elapsed() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lines of `stdout`, read on their own thread so every wait for one has a deadline.
+pub fn lines_of(stdout: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs `gameday <args>` in `dir` to completion.
 pub fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(GAMEDAY)
