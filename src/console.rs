@@ -224,18 +224,13 @@ pub async fn attach_proxy(
     if listeners.tcp.is_empty() && listeners.webhooks.is_empty() {
         return Ok(None);
     }
-    let was_running = crate::proxy::socket_path(&config.console.artifacts).exists()
-        && ProxyClient::observe(&config.console.artifacts)
-            .await
-            .ok()
-            .flatten()
-            .is_some();
     let mut options = AttachOptions::new(PROXY_LEASE);
     options.owner = Some(owner.id.clone());
     let client = ProxyClient::attach_with(&config.console.artifacts, &listeners, options)
         .await
         .map_err(|e| format!("proxy daemon: {e}"))?;
-    Ok(Some((Arc::new(client), !was_running)))
+    let started = client.started_daemon();
+    Ok(Some((Arc::new(client), started)))
 }
 
 /// Looks at the proxy daemon without attaching: no lease, no listener change, no daemon

@@ -154,6 +154,8 @@ fn unexpected(request: &'static str, reply: Reply) -> ClientError {
 pub struct ProxyClient {
     inner: Arc<Inner>,
     heartbeat: JoinHandle<()>,
+    /// This client started the daemon (none answered when it attached).
+    started_daemon: bool,
 }
 
 struct Inner {
@@ -186,7 +188,7 @@ impl ProxyClient {
         options: AttachOptions,
     ) -> Result<ProxyClient> {
         let socket = socket_path(dir);
-        let mut connection = connect_or_start(dir, &options).await?;
+        let (mut connection, started_daemon) = connect_or_start(dir, &options).await?;
         let hello = say_hello(&mut connection, &socket, &options).await?;
         let report =
             configure_on(&mut connection, &socket, listeners, options.call_timeout).await?;
@@ -202,7 +204,11 @@ impl ProxyClient {
             observer: false,
         });
         let heartbeat = tokio::spawn(heartbeat_loop(Arc::downgrade(&inner)));
-        Ok(ProxyClient { inner, heartbeat })
+        Ok(ProxyClient {
+            inner,
+            heartbeat,
+            started_daemon,
+        })
     }
 
     /// Connects to the daemon for `dir` if one is running, without attaching: no lease, no
@@ -236,12 +242,21 @@ impl ProxyClient {
         };
         inner.hello.lock().expect("hello lock").pid = status.pid;
         let heartbeat = tokio::spawn(async {});
-        Ok(Some(ProxyClient { inner, heartbeat }))
+        Ok(Some(ProxyClient {
+            inner,
+            heartbeat,
+            started_daemon: false,
+        }))
     }
 
     /// The daemon's answer to the latest `Hello`.
     pub fn daemon(&self) -> HelloReply {
         self.inner.hello.lock().expect("hello lock").clone()
+    }
+
+    /// Whether this client started the daemon it is attached to.
+    pub fn started_daemon(&self) -> bool {
+        self.started_daemon
     }
 
     /// The outcome of the latest `Configure`: bound addresses and per-listener errors.
@@ -368,7 +383,7 @@ impl Inner {
             }
             return result;
         }
-        let mut fresh = connect_or_start(&self.dir, &self.options).await?;
+        let (mut fresh, _) = connect_or_start(&self.dir, &self.options).await?;
         let hello = say_hello(&mut fresh, &self.socket, &self.options).await?;
         *self.hello.lock().expect("hello lock") = hello;
         let listeners = self.listeners.lock().expect("listeners lock").clone();
@@ -456,11 +471,12 @@ fn daemon_exe(options: &AttachOptions) -> io::Result<PathBuf> {
     }
 }
 
-/// Connects to the daemon's socket, or starts a daemon and waits for its socket.
-async fn connect_or_start(dir: &Path, options: &AttachOptions) -> Result<Connection> {
+/// Connects to the daemon's socket, or starts a daemon and waits for its socket; whether it
+/// started one.
+async fn connect_or_start(dir: &Path, options: &AttachOptions) -> Result<(Connection, bool)> {
     let socket = socket_path(dir);
     if let Ok(connection) = Connection::open(&socket).await {
-        return Ok(connection);
+        return Ok((connection, false));
     }
     let exe = daemon_exe(options).map_err(|source| ClientError::Spawn {
         exe: PathBuf::from("gameday"),
@@ -497,7 +513,7 @@ async fn connect_or_start(dir: &Path, options: &AttachOptions) -> Result<Connect
     let started = Instant::now();
     loop {
         if let Ok(connection) = Connection::open(&socket).await {
-            return Ok(connection);
+            return Ok((connection, true));
         }
         if started.elapsed() >= options.start_timeout {
             return Err(ClientError::StartTimeout {
