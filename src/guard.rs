@@ -219,9 +219,15 @@ impl SessionTimeline {
     fn open(dir: &Path, config: &Config) -> SessionTimeline {
         let path = dir.join(timeline::FILE_NAME);
         // The session started when its first event says; offsets continue from there.
-        let started = timeline::read(&path)
+        // The first line is enough (a long session's file holds hours of samples).
+        let started = std::fs::File::open(&path)
             .ok()
-            .and_then(|events| events.first().cloned())
+            .and_then(|f| {
+                std::io::BufRead::lines(std::io::BufReader::new(f))
+                    .next()?
+                    .ok()
+            })
+            .and_then(|line| serde_json::from_str::<TimelineEvent>(&line).ok())
             .map(|first| first.ts - chrono::Duration::milliseconds(first.offset_ms as i64));
         let writer = started.and_then(|started| {
             let offset = (chrono::Utc::now() - started).num_milliseconds().max(0) as u64;
