@@ -16,10 +16,10 @@ use crate::scenario::Scenario;
 use crate::scenario::run::{Action as ScenarioAction, ScenarioRun};
 use crate::sources::{SourceEvent, SourceId, SourceStatus};
 use crate::state::{
-    ActiveFault, ActivePhase, AppState, Confirm, FaultSpan, Mode, PendingAction, Picker,
-    PickerItem, Session, SourceState, Toast, ToastKind,
+    ActivePhase, AppState, CatalogEntry, Confirm, FaultStep, Mode, PendingAction, Picker,
+    PickerItem, Session, Toast, ToastKind,
 };
-use crate::timeline::{Cause, EventKind, FaultPhase, Timeline, TimelineEvent, Verdict};
+use crate::timeline::{Cause, Driver, EventKind, FaultPhase, Timeline, TimelineEvent, Verdict};
 
 /// How long a toast stays up.
 const TOAST_MS: u64 = 4000;
@@ -42,6 +42,8 @@ pub enum Event {
     Fault(FaultReport),
     /// Other consoles' faults, as the shared ledger lists them now.
     Others(Vec<crate::faults::engine::ForeignFault>),
+    /// How many local viewers follow this session now.
+    Watchers(usize),
     /// What catalog fault `catalog_index` would touch right now (a dry run), or why that
     /// cannot be said.
     Resolved {
@@ -85,13 +87,13 @@ pub struct QuitReason(pub String);
 /// The confirm popup's line for what an inject would really touch, filled once resolved.
 const RESOLVED_PREFIX: &str = "Touches now: ";
 const RESOLVING: &str = "resolving…";
+/// The toast of `X`, cleared once every fault is reverted.
+const REVERTING: &str = "reverting";
 
 pub struct App {
     pub state: AppState,
     timeline: Timeline,
     themes: Vec<String>,
-    /// Samples received since the last `samples` timeline line.
-    pending_points: Vec<(String, f64)>,
     effects: Vec<Effect>,
     quit: Option<QuitReason>,
     dirty: bool,
@@ -112,6 +114,7 @@ impl App {
             session: session.name.clone(),
             config: config.file.display().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            schema: crate::timeline::SCHEMA,
             thresholds: config.thresholds(),
         })?;
         // Which system this is, for the record (when the config says).
@@ -133,12 +136,24 @@ impl App {
             state,
             timeline,
             themes,
-            pending_points: Vec::new(),
             effects: Vec::new(),
             quit: None,
             dirty: true,
             recorded: 1,
         })
+    }
+
+    /// The session's `setup` line: who drives, what the panels read, the catalog and notices,
+    /// so a viewer draws this session from its timeline alone.
+    pub fn set_up(&mut self, driver: Driver, catalog: Vec<CatalogEntry>, notices: Vec<String>) {
+        self.state.faults.catalog = catalog.clone();
+        self.state.faults.notices = notices.clone();
+        self.record(EventKind::Setup {
+            driver,
+            view: Box::new(self.state.config.view()),
+            catalog,
+            notices,
+        });
     }
 
     pub fn timeline_path(&self) -> PathBuf {
@@ -180,8 +195,14 @@ impl App {
             }
             Event::Fault(report) => self.on_fault(report),
             Event::Others(others) => {
-                self.state.faults.others = others;
-                self.dirty = true;
+                if others != self.state.faults.others {
+                    self.state.faults.others = others.clone();
+                    self.record(EventKind::Foreign { faults: others });
+                }
+            }
+            Event::Watchers(n) => {
+                self.dirty |= n != self.state.watchers;
+                self.state.watchers = n;
             }
             Event::Resolved {
                 catalog_index,
@@ -196,77 +217,39 @@ impl App {
             let actions = run.on_fault(&r.name, r.phase, &r.detail, now);
             self.apply_scenario(actions);
         }
-        let board = &mut self.state.faults;
-        let index = board.active.iter().position(|a| a.id == r.id);
+        let lease_ms = (r.phase == FaultPhase::Applied)
+            .then(|| r.lease.map(|l| l.as_millis() as u64))
+            .flatten();
+        self.state.faults.apply(
+            FaultStep {
+                id: &r.id,
+                name: &r.name,
+                target: &r.target,
+                phase: r.phase,
+                detail: &r.detail,
+                lease_ms,
+            },
+            now,
+        );
+        let max = self.state.faults.active.len().saturating_sub(1);
+        self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
         match r.phase {
-            FaultPhase::Requested => {
-                let params = board
-                    .catalog
-                    .iter()
-                    .find(|c| c.name == r.name)
-                    .map(|c| c.params.clone())
-                    .unwrap_or_default();
-                board.active.push(ActiveFault {
-                    id: r.id.clone(),
-                    name: r.name.clone(),
-                    target: r.target.clone(),
-                    params,
-                    phase: ActivePhase::Injecting,
-                    started_ms: now,
-                    expires_ms: now,
-                    error: None,
-                });
+            FaultPhase::Refused | FaultPhase::Failed => {
+                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail))
             }
-            FaultPhase::Applied => {
-                if let Some(a) = index.map(|i| &mut board.active[i]) {
-                    a.phase = ActivePhase::Active;
-                    a.started_ms = now;
-                    a.expires_ms = now + r.lease.map_or(0, |l| l.as_millis() as u64);
-                    if !r.detail.is_empty() {
-                        a.params = r.detail.clone();
-                    }
-                }
-                board.spans.push(FaultSpan {
-                    name: r.name.clone(),
-                    from_ms: now,
-                    to_ms: None,
-                });
+            // "reverting N fault(s)…" is over once nothing is left to revert.
+            FaultPhase::Reverted
+                if self.state.faults.active.is_empty()
+                    && self
+                        .state
+                        .ui
+                        .toast
+                        .as_ref()
+                        .is_some_and(|t| t.text.starts_with(REVERTING)) =>
+            {
+                self.state.ui.toast = None;
             }
-            FaultPhase::RevertRequested => {
-                if let Some(a) = index.map(|i| &mut board.active[i]) {
-                    a.phase = ActivePhase::Reverting;
-                }
-            }
-            FaultPhase::Reverted => {
-                if let Some(i) = index {
-                    board.active.remove(i);
-                }
-                if let Some(span) = board
-                    .spans
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.name == r.name && s.to_ms.is_none())
-                {
-                    span.to_ms = Some(now);
-                }
-                let max = board.active.len().saturating_sub(1);
-                self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
-            }
-            FaultPhase::Refused => {
-                if let Some(i) = index {
-                    board.active.remove(i);
-                }
-                let max = board.active.len().saturating_sub(1);
-                self.state.ui.selected_fault = self.state.ui.selected_fault.min(max);
-                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail));
-            }
-            FaultPhase::Failed => {
-                if let Some(a) = index.map(|i| &mut board.active[i]) {
-                    a.phase = ActivePhase::Failed;
-                    a.error = Some(r.detail.clone());
-                }
-                self.toast(ToastKind::Error, format!("fault {}: {}", r.name, r.detail));
-            }
+            _ => {}
         }
         self.record(EventKind::Fault {
             id: r.id,
@@ -275,6 +258,7 @@ impl App {
             target: r.target,
             detail: r.detail,
             cause: r.cause,
+            lease_ms,
         });
     }
 
@@ -329,23 +313,25 @@ impl App {
         self.dirty = true;
     }
 
-    /// Buffered samples become one timeline line, so the report can rebuild every series.
-    pub fn flush_samples(&mut self) {
-        if self.pending_points.is_empty() {
-            return;
-        }
-        let points = std::mem::take(&mut self.pending_points);
-        if let Err(e) = self.timeline.append(EventKind::Samples { points }) {
-            tracing::error!("timeline write failed: {e}");
-        }
-    }
+    /// Nothing is buffered any more: every batch of samples is its own timeline line, written
+    /// as it arrives (kept so callers that flush before reading the file stay correct).
+    pub fn flush_samples(&mut self) {}
 
+    /// A source's batch of samples: one timeline line (so a viewer rebuilds every series at the
+    /// same instants), then the store and the thresholds.
     fn on_samples(&mut self, values: Vec<(String, f64)>) {
-        let now = self.state.now_ms;
+        let at = match self.timeline.append(EventKind::Samples {
+            points: values.clone(),
+        }) {
+            Ok(written) => written.offset_ms,
+            Err(e) => {
+                tracing::error!("timeline write failed: {e}");
+                self.state.now_ms
+            }
+        };
         for (key, value) in values {
-            self.state.metrics.record(now, &key, value);
+            self.state.metrics.record(at, &key, value);
             self.check_threshold(&key, value);
-            self.pending_points.push((key, value));
         }
         self.dirty = true;
     }
@@ -378,42 +364,27 @@ impl App {
             },
             other => other,
         };
-        let previous = self.state.sources.get(&source).map(|s| s.status.clone());
-        if previous.as_ref() == Some(&status) {
+        if self.state.source(&source.0).map(|s| &s.status) == Some(&status) {
             return;
         }
-        match &status {
-            SourceStatus::Down { reason } => {
-                // A new reason while already down updates the panel, not the timeline.
-                if !matches!(previous, Some(SourceStatus::Down { .. })) {
-                    self.state.metrics.gap(now, &source.key_prefix());
-                    self.record(EventKind::SourceDown {
-                        source: source.to_string(),
-                        reason: reason.clone(),
-                    });
-                }
+        let previous = self
+            .state
+            .set_source_status(source.clone(), status.clone(), now);
+        match status {
+            // A new reason while already down updates the panel, not the timeline.
+            SourceStatus::Down { reason }
+                if !matches!(previous, Some(SourceStatus::Down { .. })) =>
+            {
+                self.record(EventKind::SourceDown {
+                    source: source.to_string(),
+                    reason,
+                })
             }
             SourceStatus::Up => self.record(EventKind::SourceUp {
                 source: source.to_string(),
             }),
-            SourceStatus::Connecting => {}
+            _ => {}
         }
-        let keeps_since = matches!(
-            (&previous, &status),
-            (Some(SourceStatus::Down { .. }), SourceStatus::Down { .. })
-        );
-        let (since_ms, since) = match self.state.sources.get(&source) {
-            Some(s) if keeps_since => (s.since_ms, s.since),
-            _ => (now, self.state.wall(now)),
-        };
-        self.state.sources.insert(
-            source,
-            SourceState {
-                status,
-                since_ms,
-                since,
-            },
-        );
         self.dirty = true;
     }
 
@@ -422,7 +393,7 @@ impl App {
             return;
         }
         self.dirty = true;
-        let context = self.state.ui.mode.key_context();
+        let context = self.state.key_context();
         let action = keymap::action_for(context, &key);
         // The environment's name, typed into a production confirm.
         if let Mode::Confirm(Confirm {
@@ -584,7 +555,7 @@ impl App {
                     });
                     self.toast(
                         ToastKind::Info,
-                        format!("reverting {} fault(s)…", self.state.faults.active.len()),
+                        format!("{REVERTING} {} fault(s)…", self.state.faults.active.len()),
                     );
                 }
             }
@@ -636,7 +607,16 @@ impl App {
                     None => self.toast(ToastKind::Info, "no active faults".into()),
                 }
             }
-            Action::Quit | Action::Confirm | Action::Cancel => {}
+            // Confirm and cancel belong to popups, playback to replays.
+            Action::Quit
+            | Action::Confirm
+            | Action::Cancel
+            | Action::PlayPause
+            | Action::Faster
+            | Action::Slower
+            | Action::Seek(_)
+            | Action::NextMoment
+            | Action::PrevMoment => {}
         }
     }
 

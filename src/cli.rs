@@ -32,6 +32,10 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Rebuild a saved session's report from its timeline.
     Report(ReportArgs),
+    /// Follow a live session read-only in this terminal (its own size, theme, zoom and focus).
+    Watch(crate::watch::WatchArgs),
+    /// Play back a finished (or crashed) session: space, +/-, arrows, [ ].
+    Replay(crate::watch::ReplayArgs),
     /// Run a scenario without a terminal (CI): exit 0 pass, 1 fail, 3 aborted, 2 invalid input.
     Run(crate::run::RunArgs),
     /// Revert faults a killed console left applied (from the fault ledger).
@@ -128,6 +132,8 @@ pub fn main() -> ExitCode {
             crate::snapshot::main(args.config.as_deref(), args.duration, args.json)
         }
         Some(Command::Report(args)) => report_main(args),
+        Some(Command::Watch(args)) => crate::watch::watch_main(args),
+        Some(Command::Replay(args)) => crate::watch::replay_main(args),
         Some(Command::Run(args)) => crate::run::main(args),
         Some(Command::Recover(args)) => crate::console::recover_main(args.config.as_deref()),
         Some(Command::Demo(args)) => crate::demo::main(args),

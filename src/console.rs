@@ -32,7 +32,7 @@ use crate::sources::{self, SourceEvent, SourceId, SourceStatus};
 use crate::state::Session;
 use crate::terminal::TerminalGuard;
 use crate::theme::{self, Theme};
-use crate::timeline::{Cause, EventKind, FaultPhase, Timeline};
+use crate::timeline::{Cause, Driver, EventKind, FaultPhase, Timeline};
 
 /// A console that stops heartbeating loses its proxy faults this long after.
 pub const PROXY_LEASE: Duration = Duration::from_secs(3);
@@ -389,10 +389,18 @@ pub(crate) async fn start(
         themes,
     )
     .map_err(|e| format!("timeline: {e}"))?;
-    app.state.faults.catalog = faults::catalog_entries(&config);
     app.state.allow_production = allow_production;
     notices.extend(config.warnings.iter().cloned());
-    app.state.faults.notices = notices;
+    app.set_up(
+        Driver {
+            id: owner.id.clone(),
+            user: owner.user.clone(),
+            host: owner.host.clone(),
+            pid: owner.pid,
+        },
+        faults::catalog_entries(&config),
+        notices,
+    );
 
     // A console killed earlier may have left faults applied: revert them before anything else.
     let recovered = match recover(&ctx, &ledger).await {
@@ -677,6 +685,7 @@ async fn event_loop(r: &mut Running, themes: &mut ThemeCache) -> Result<(), Stri
             name = signals.next() => r.app.handle(Event::Signal(name)),
             _ = tick.tick() => {
                 r.app.handle(Event::Tick);
+                r.app.handle(Event::Watchers(crate::watch::count_watchers(&r.session.dir)));
                 r.keep_guarded().await;
             }
             _ = frame.tick() => {
@@ -780,5 +789,6 @@ fn recovered_event(id: &str, name: &str, target: &str) -> EventKind {
         target: target.into(),
         detail: "left applied by a killed console".into(),
         cause: Some(Cause::Recovery),
+        lease_ms: None,
     }
 }

@@ -193,6 +193,7 @@ async fn revert_owned(
                 target: entry.spec.target(),
                 detail,
                 cause: Some(Cause::DeadMan(why.to_string())),
+                lease_ms: None,
             });
         }
         let left = owned(ledger, &args.owner).len();

@@ -30,6 +30,16 @@ pub enum Action {
     Back,
     Confirm,
     Cancel,
+    /// Replay: play or pause.
+    PlayPause,
+    /// Replay: play faster / slower (1× to 60×).
+    Faster,
+    Slower,
+    /// Replay: move the position by this many seconds (negative: back).
+    Seek(i32),
+    /// Replay: jump to the next / previous fault, mark, phase change or threshold crossing.
+    NextMoment,
+    PrevMoment,
 }
 
 /// Which table applies: a popup consumes every key.
@@ -44,6 +54,10 @@ pub enum KeyContext {
     Picker,
     /// A confirm that needs a word typed (the environment's name on a production console).
     TypedConfirm,
+    /// `gameday watch`: only keys that change this viewer's own screen.
+    Watch,
+    /// `gameday replay`: the viewer's keys plus the playback controls.
+    Replay,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +222,112 @@ pub const NORMAL: &[Binding] = &[
     code(KeyCode::Esc, Action::Back, "esc", None, "leave zoom"),
 ];
 
+const fn shifted(k: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
+    Binding {
+        key: k,
+        modifiers: KeyModifiers::SHIFT,
+        action,
+        label,
+        hint: None,
+        help,
+    }
+}
+
+/// Keys that change only what this viewer shows: every viewer has its own.
+macro_rules! viewer_keys {
+    ($($extra:expr,)*) => {
+        &[
+            key('?', Action::Help, "?", Some("help"), "show this help"),
+            key('q', Action::Quit, "q", Some("quit"), "quit (the session goes on)"),
+            CTRL_C_VIEWER,
+            $($extra,)*
+            key('t', Action::NextTheme, "t", Some("theme"), "next theme (this screen only)"),
+            key('z', Action::Zoom, "z", Some("zoom"), "zoom the focused panel"),
+            code(KeyCode::Tab, Action::FocusNext, "tab", Some("focus"), "focus the next panel"),
+            code(KeyCode::BackTab, Action::FocusPrev, "shift-tab", None, "focus the previous panel"),
+            code(KeyCode::Up, Action::SelectUp, "↑", None, "scroll up in the focused panel"),
+            code(KeyCode::Down, Action::SelectDown, "↓", None, "scroll down in the focused panel"),
+            code(KeyCode::Esc, Action::Back, "esc", None, "leave zoom"),
+        ]
+    };
+}
+
+const CTRL_C_VIEWER: Binding = Binding {
+    help: "quit (the session goes on)",
+    ..CTRL_C
+};
+
+/// `gameday watch`: read-only by construction, no key here reaches a fault or a daemon.
+pub const WATCH: &[Binding] = viewer_keys!();
+
+/// `gameday replay`.
+pub const REPLAY: &[Binding] = viewer_keys!(
+    key(
+        ' ',
+        Action::PlayPause,
+        "space",
+        Some("play/pause"),
+        "play or pause"
+    ),
+    key(
+        '+',
+        Action::Faster,
+        "+",
+        Some("faster"),
+        "play faster (up to 60×)"
+    ),
+    key('=', Action::Faster, "=", None, "play faster (up to 60×)"),
+    key(
+        '-',
+        Action::Slower,
+        "-",
+        Some("slower"),
+        "play slower (down to 1×)"
+    ),
+    code(
+        KeyCode::Left,
+        Action::Seek(-10),
+        "←",
+        Some("-10s"),
+        "back 10 seconds"
+    ),
+    code(
+        KeyCode::Right,
+        Action::Seek(10),
+        "→",
+        Some("+10s"),
+        "forward 10 seconds"
+    ),
+    shifted(KeyCode::Left, Action::Seek(-60), "shift-←", "back 1 minute"),
+    shifted(
+        KeyCode::Right,
+        Action::Seek(60),
+        "shift-→",
+        "forward 1 minute"
+    ),
+    key(
+        ']',
+        Action::NextMoment,
+        "]",
+        Some("next"),
+        "next fault, mark, phase or threshold crossing"
+    ),
+    key(
+        '[',
+        Action::PrevMoment,
+        "[",
+        Some("prev"),
+        "previous fault, mark, phase or threshold crossing"
+    ),
+    key(
+        'x',
+        Action::Export,
+        "x",
+        Some("export"),
+        "export the report (Markdown, JSON, HTML)"
+    ),
+);
+
 /// The digits: one help line for all nine.
 pub const FAULT_KEYS_LABEL: &str = "1-9";
 pub const FAULT_KEYS_HINT: &str = "fault";
@@ -298,13 +418,20 @@ pub fn table(context: KeyContext) -> &'static [Binding] {
         KeyContext::TextInput => TEXT_INPUT,
         KeyContext::Picker => PICKER,
         KeyContext::TypedConfirm => TYPED_CONFIRM,
+        KeyContext::Watch => WATCH,
+        KeyContext::Replay => REPLAY,
     }
 }
 
 /// What this key means here, if anything.
 pub fn action_for(context: KeyContext, event: &KeyEvent) -> Option<Action> {
-    // Shift is implied by the character itself ('X', '?'), so only ctrl/alt must match.
-    let significant = event.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT);
+    // Shift is implied by the character itself ('X', '?'), so only ctrl/alt must match; on
+    // other keys (arrows) shift means something of its own.
+    let mut mask = KeyModifiers::CONTROL | KeyModifiers::ALT;
+    if !matches!(event.code, KeyCode::Char(_) | KeyCode::BackTab) {
+        mask |= KeyModifiers::SHIFT;
+    }
+    let significant = event.modifiers & mask;
     let found = table(context).iter().find(|b| {
         let code_matches = match (b.key, event.code) {
             (KeyCode::BackTab, KeyCode::BackTab) => true,
@@ -408,6 +535,8 @@ mod tests {
             KeyContext::Confirm,
             KeyContext::TextInput,
             KeyContext::Picker,
+            KeyContext::Watch,
+            KeyContext::Replay,
         ] {
             let t = table(ctx);
             for (i, a) in t.iter().enumerate() {

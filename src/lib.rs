@@ -33,3 +33,4 @@ pub mod theme;
 pub mod timeline;
 pub mod toml_input;
 pub mod ui;
+pub mod watch;

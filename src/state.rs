@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::keymap::KeyContext;
 use crate::metrics::{Level, MetricStore, Threshold};
 use crate::sources::{SourceId, SourceStatus};
-use crate::timeline::TimelineEvent;
+pub use crate::timeline::CatalogEntry;
+use crate::timeline::{CheckGroup, Driver, FaultPhase, Phase, TimelineEvent, Verdict};
 
 /// How many timeline events the panel keeps in memory (the file keeps all).
 pub const RECENT_EVENTS: usize = 500;
@@ -29,8 +30,12 @@ pub struct AppState {
     /// Newest last; samples are not kept here.
     pub timeline: VecDeque<TimelineEvent>,
     pub faults: FaultBoard,
-    /// The scenario running (or finished) in this session.
+    /// The scenario running (or finished) in this session (the console drives it).
     pub scenario: Option<crate::scenario::run::ScenarioRun>,
+    /// A scenario as a recorded session tells it (what watchers and replays draw).
+    pub followed_scenario: Option<ScenarioView>,
+    /// Local viewers following this session now (`gameday watch` announces itself).
+    pub watchers: usize,
     pub ui: UiState,
     /// Started with `--allow-production`: a production config may be drilled on.
     pub allow_production: bool,
@@ -64,20 +69,6 @@ pub struct FaultBoard {
     pub others: Vec<crate::faults::engine::ForeignFault>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogEntry {
-    pub key: Option<u8>,
-    pub name: String,
-    /// Human label of the kind ("latency", "container stop").
-    pub kind: String,
-    pub target: String,
-    /// "200ms ±20ms downstream".
-    pub params: String,
-    /// What it affects, said plainly for the confirm popup.
-    pub blast_radius: String,
-    pub lease_ms: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActivePhase {
     Injecting,
@@ -104,6 +95,170 @@ pub struct FaultSpan {
     pub name: String,
     pub from_ms: u64,
     pub to_ms: Option<u64>,
+}
+
+/// A scenario as the screen shows it: from the live run on the console, from the recorded
+/// events on a watcher or replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioView {
+    pub title: String,
+    pub phase: Phase,
+    /// When the current phase is due to end, if it has a deadline.
+    pub until_ms: Option<u64>,
+    /// Steps stand still until the operator answers a prompt.
+    pub waiting: bool,
+    pub checks: Vec<CheckView>,
+    pub verdict: Option<(Verdict, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckView {
+    pub group: CheckGroup,
+    pub name: String,
+    /// "p95 of probe.api.latency_ms < 500".
+    pub expected: String,
+    /// `None` until evaluated.
+    pub passed: Option<bool>,
+    pub value: Option<f64>,
+}
+
+/// Which program draws: the console that drives, or a viewer that only follows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Role {
+    #[default]
+    Console,
+    Watch(Watching),
+    Replay(Replaying),
+}
+
+/// A live session followed read-only (`gameday watch`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Watching {
+    /// Where the events come from: a file, or "stdin".
+    pub from: String,
+    /// Who drives the session (from its `setup` line).
+    pub driver: Option<Driver>,
+    /// The session ended (its `session_end` line): why. The last frame stays.
+    pub ended: Option<String>,
+    /// No session yet: waiting for one to start.
+    pub waiting: bool,
+    /// Lines that were not timeline events (counted, skipped).
+    pub malformed: u64,
+}
+
+/// A finished (or crashed) session played back (`gameday replay`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Replaying {
+    pub driver: Option<Driver>,
+    /// The session's length (its last event's offset).
+    pub length_ms: u64,
+    pub playing: bool,
+    /// 1 to 60 (× real time).
+    pub speed: u32,
+    /// Faults, marks, phase changes and threshold crossings along the session, for the
+    /// position bar and `[` / `]`.
+    pub moments: Vec<Moment>,
+    /// Every fault's span, for the position bar.
+    pub spans: Vec<FaultSpan>,
+    pub malformed: u64,
+}
+
+/// Something worth jumping to in a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub at_ms: u64,
+    pub kind: MomentKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MomentKind {
+    Fault,
+    Mark,
+    Phase,
+    Threshold,
+}
+
+/// One step of a fault's life, as the console reports it and the timeline records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultStep<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub target: &'a str,
+    pub phase: FaultPhase,
+    pub detail: &'a str,
+    pub lease_ms: Option<u64>,
+}
+
+impl FaultBoard {
+    /// The board after `step` at `at_ms`: the active list and the chart spans. The console
+    /// applies its engine's reports with this, viewers the recorded fault lines.
+    pub fn apply(&mut self, step: FaultStep<'_>, at_ms: u64) {
+        let index = self.active.iter().position(|a| a.id == step.id);
+        match step.phase {
+            FaultPhase::Requested => {
+                let params = self
+                    .catalog
+                    .iter()
+                    .find(|c| c.name == step.name)
+                    .map(|c| c.params.clone())
+                    .unwrap_or_default();
+                self.active.push(ActiveFault {
+                    id: step.id.to_string(),
+                    name: step.name.to_string(),
+                    target: step.target.to_string(),
+                    params,
+                    phase: ActivePhase::Injecting,
+                    started_ms: at_ms,
+                    expires_ms: at_ms,
+                    error: None,
+                });
+            }
+            FaultPhase::Applied => {
+                if let Some(a) = index.map(|i| &mut self.active[i]) {
+                    a.phase = ActivePhase::Active;
+                    a.started_ms = at_ms;
+                    a.expires_ms = at_ms + step.lease_ms.unwrap_or(0);
+                    if !step.detail.is_empty() {
+                        a.params = step.detail.to_string();
+                    }
+                }
+                self.spans.push(FaultSpan {
+                    name: step.name.to_string(),
+                    from_ms: at_ms,
+                    to_ms: None,
+                });
+            }
+            FaultPhase::RevertRequested => {
+                if let Some(a) = index.map(|i| &mut self.active[i]) {
+                    a.phase = ActivePhase::Reverting;
+                }
+            }
+            FaultPhase::Reverted => {
+                if let Some(i) = index {
+                    self.active.remove(i);
+                }
+                if let Some(span) = self
+                    .spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == step.name && s.to_ms.is_none())
+                {
+                    span.to_ms = Some(at_ms);
+                }
+            }
+            FaultPhase::Refused => {
+                if let Some(i) = index {
+                    self.active.remove(i);
+                }
+            }
+            FaultPhase::Failed => {
+                if let Some(a) = index.map(|i| &mut self.active[i]) {
+                    a.phase = ActivePhase::Failed;
+                    a.error = Some(step.detail.to_string());
+                }
+            }
+        }
+    }
 }
 
 /// The panels, in focus order.
@@ -250,6 +405,8 @@ pub struct UiState {
     pub timeline_scroll: usize,
     /// Marks made so far, for default labels.
     pub marks: usize,
+    /// Console, watcher or replay.
+    pub role: Role,
 }
 
 impl AppState {
@@ -270,6 +427,8 @@ impl AppState {
             timeline: VecDeque::new(),
             faults: FaultBoard::default(),
             scenario: None,
+            followed_scenario: None,
+            watchers: 0,
             ui: UiState {
                 focus: Panel::Nats,
                 zoom: false,
@@ -279,10 +438,67 @@ impl AppState {
                 selected_fault: 0,
                 timeline_scroll: 0,
                 marks: 0,
+                role: Role::Console,
             },
             allow_production: false,
             config,
         }
+    }
+
+    /// The scenario to draw: the console's live run, or the one a recording tells.
+    pub fn scenario_view(&self) -> Option<ScenarioView> {
+        match &self.scenario {
+            Some(run) => Some(run.view()),
+            None => self.followed_scenario.clone(),
+        }
+    }
+
+    /// The main screen's key table for this role.
+    pub fn main_key_context(&self) -> KeyContext {
+        match &self.ui.role {
+            Role::Console => KeyContext::Normal,
+            Role::Watch(_) => KeyContext::Watch,
+            Role::Replay(_) => KeyContext::Replay,
+        }
+    }
+
+    /// Which key table applies now: popups first, then the role's main table.
+    pub fn key_context(&self) -> KeyContext {
+        match &self.ui.mode {
+            Mode::Normal => self.main_key_context(),
+            mode => mode.key_context(),
+        }
+    }
+
+    /// A source's new status at `at_ms`: its series get a gap when it goes down, and the time
+    /// it began is kept while it stays down. Returns the previous status.
+    pub fn set_source_status(
+        &mut self,
+        source: SourceId,
+        status: SourceStatus,
+        at_ms: u64,
+    ) -> Option<SourceStatus> {
+        let previous = self.sources.get(&source).map(|s| s.status.clone());
+        let stays_down = matches!(
+            (&previous, &status),
+            (Some(SourceStatus::Down { .. }), SourceStatus::Down { .. })
+        );
+        if matches!(status, SourceStatus::Down { .. }) && !stays_down {
+            self.metrics.gap(at_ms, &source.key_prefix());
+        }
+        let (since_ms, since) = match self.sources.get(&source) {
+            Some(s) if stays_down => (s.since_ms, s.since),
+            _ => (at_ms, self.wall(at_ms)),
+        };
+        self.sources.insert(
+            source,
+            SourceState {
+                status,
+                since_ms,
+                since,
+            },
+        );
+        previous
     }
 
     pub fn source(&self, id: &str) -> Option<&SourceState> {

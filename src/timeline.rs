@@ -19,6 +19,16 @@ use crate::redact::Redactor;
 
 pub const FILE_NAME: &str = "timeline.jsonl";
 
+/// The event schema this build writes, in the first line (`session_start.schema`).
+/// 1: no `setup` line, samples once per tick, no leases on fault lines. 2: everything a panel
+/// shows is in the file (`setup`, `foreign`, fault leases, scenario checks and deadlines).
+/// Readers accept both.
+pub const SCHEMA: u32 = 2;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {
     pub ts: DateTime<Utc>,
@@ -76,12 +86,29 @@ pub enum EventKind {
         session: String,
         config: String,
         version: String,
+        /// Absent in the first schema.
+        #[serde(default = "schema_v1")]
+        schema: u32,
         /// Warn/crit bounds by metric key, so a report can be rebuilt from this file alone.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         thresholds: BTreeMap<String, Threshold>,
     },
     SessionEnd {
         reason: String,
+    },
+    /// What a viewer needs to draw the console from this file alone (after `SessionStart`):
+    /// who drives, the config as panels read it (secrets masked), the fault catalog, notices.
+    Setup {
+        driver: Driver,
+        view: Box<crate::config::View>,
+        #[serde(default)]
+        catalog: Vec<CatalogEntry>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notices: Vec<String>,
+    },
+    /// Other consoles' faults changed (from the shared ledger): the whole list now.
+    Foreign {
+        faults: Vec<ForeignFault>,
     },
     /// Which environment the session's config points at (right after `SessionStart`).
     Environment {
@@ -122,6 +149,9 @@ pub enum EventKind {
         detail: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<Cause>,
+        /// Applied faults: how long until the lease reverts it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease_ms: Option<u64>,
     },
     ReportWritten {
         files: Vec<String>,
@@ -133,12 +163,18 @@ pub enum EventKind {
         hypothesis: String,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         description: String,
+        /// Every check it will evaluate, in order, before any has a verdict.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        checks: Vec<PlannedCheck>,
     },
     /// The scenario moved to another phase.
     ScenarioPhase {
         phase: Phase,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
+        /// When the phase is due to end, as known when it began (the header's countdown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
     },
     /// A check's outcome (baseline, during, recovery) or an abort condition that tripped.
     Check {
@@ -168,6 +204,52 @@ pub enum EventKind {
     Info {
         text: String,
     },
+}
+
+/// Who drives a session: the console (or headless run) that writes the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Driver {
+    /// The console's identity (`<session>-<6 hex>`), the owner of its faults.
+    pub id: String,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// A catalog fault as the Faults panel lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub key: Option<u8>,
+    pub name: String,
+    /// Human label of the kind ("latency", "container stop").
+    pub kind: String,
+    pub target: String,
+    /// "200ms ±20ms downstream".
+    pub params: String,
+    /// What it affects, said plainly for the confirm popup.
+    pub blast_radius: String,
+    pub lease_ms: u64,
+}
+
+/// A fault another console applied, as the shared ledger says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignFault {
+    pub id: String,
+    pub name: String,
+    pub target: String,
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
+    /// Whether its console still runs (holds its lock); if not, its dead-man agent or the next
+    /// start reverts it.
+    pub owner_alive: bool,
+}
+
+/// A check a scenario will evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCheck {
+    pub group: CheckGroup,
+    pub name: String,
+    pub expected: String,
 }
 
 /// Where a scenario is.
@@ -249,6 +331,7 @@ impl EventKind {
         Some(match self {
             EventKind::SessionStart { session, .. } => format!("session {session} started"),
             EventKind::SessionEnd { reason } => format!("session ended ({reason})"),
+            EventKind::Setup { .. } | EventKind::Foreign { .. } => return None,
             EventKind::Environment { name, production } => format!(
                 "environment: {}{}",
                 name.as_deref().unwrap_or("unnamed"),
@@ -291,7 +374,7 @@ impl EventKind {
             }
             EventKind::ReportWritten { files } => format!("report written: {}", files.join(", ")),
             EventKind::ScenarioStart { title, .. } => format!("scenario \"{title}\" started"),
-            EventKind::ScenarioPhase { phase, detail } => {
+            EventKind::ScenarioPhase { phase, detail, .. } => {
                 if detail.is_empty() {
                     format!("scenario phase: {}", phase.label())
                 } else {

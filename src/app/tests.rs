@@ -204,31 +204,29 @@ fn threshold_crossings_and_returns_are_recorded() {
 }
 
 #[test]
-fn ticks_write_buffered_samples_so_history_survives_a_crash() {
+fn every_batch_of_samples_is_on_disk_as_it_arrives_at_its_own_instant() {
     let mut r = rig("samples");
-    r.samples(&[("nats.up", 1.0)])
-        .samples(&[("nats.TASKS.messages", 7.0)]);
-    assert!(
-        !r.on_disk()
-            .iter()
-            .any(|k| matches!(k, EventKind::Samples { .. }))
-    );
-    r.app.handle(Event::Tick);
-    let written: Vec<_> = r
-        .on_disk()
+    r.at(1_000).samples(&[("nats.up", 1.0)]);
+    r.at(1_250).samples(&[("nats.TASKS.messages", 7.0)]);
+    // Nothing waits for a tick: a crash now loses nothing, and a viewer rebuilds each series
+    // at the instant the console recorded it.
+    let written: Vec<_> = timeline::read(&r.app.timeline_path())
+        .unwrap()
         .into_iter()
-        .filter_map(|k| match k {
-            EventKind::Samples { points } => Some(points),
+        .filter_map(|e| match e.kind {
+            EventKind::Samples { points } => Some((e.offset_ms, points)),
             _ => None,
         })
         .collect();
     assert_eq!(
         written,
-        vec![vec![
-            ("nats.up".to_string(), 1.0),
-            ("nats.TASKS.messages".to_string(), 7.0)
-        ]]
+        vec![
+            (1_000, vec![("nats.up".to_string(), 1.0)]),
+            (1_250, vec![("nats.TASKS.messages".to_string(), 7.0)]),
+        ]
     );
+    let series = r.app.state.metrics.get("nats.TASKS.messages").unwrap();
+    assert_eq!(series.last_at(), Some(1_250));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::faults::spec::{ContainerTarget, ProcessTarget};
 use crate::metrics::Threshold;
@@ -44,7 +44,19 @@ pub struct Config {
     redactor: Redactor,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The part of a config the panels read, as recorded in a session's timeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub console: ConsoleConfig,
+    pub nats: Option<NatsConfig>,
+    pub postgres: Option<PostgresConfig>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub probes: Vec<ProbeConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
     /// How often sources sample (minimum 100ms).
@@ -114,7 +126,7 @@ impl ConsoleConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// One URL, or several seed URLs separated by commas.
@@ -144,7 +156,7 @@ pub struct NatsConfig {
     pub watch: Vec<NatsWatch>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsWatch {
     pub stream: String,
@@ -154,7 +166,7 @@ pub struct NatsWatch {
     pub crit: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     pub url: String,
@@ -183,7 +195,7 @@ pub struct PostgresConfig {
     pub gauges: Vec<GaugeConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub application_name: String,
@@ -203,7 +215,7 @@ impl PoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GaugeConfig {
     pub name: String,
@@ -213,7 +225,7 @@ pub struct GaugeConfig {
     pub crit: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
@@ -232,7 +244,7 @@ pub struct WebhookConfig {
     pub crit_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
     pub name: String,
@@ -411,6 +423,70 @@ impl Config {
             warnings,
             redactor,
         })
+    }
+
+    /// What the panels read, with every secret masked: what a watcher or a replay of this
+    /// session draws from (`EventKind::Setup`).
+    pub fn view(&self) -> View {
+        let text = |t: &str| self.redactor.text(t).into_owned();
+        let url = |u: &str| text(&redact::url(u));
+        let mut view = View {
+            console: self.console.clone(),
+            nats: self.nats.clone(),
+            postgres: self.postgres.clone(),
+            webhooks: self.webhooks.clone(),
+            probes: self.probes.clone(),
+        };
+        if let Some(n) = &mut view.nats {
+            n.url = url(&n.url);
+            n.monitor_url = n.monitor_url.as_deref().map(url);
+            for secret in [&mut n.password, &mut n.token, &mut n.nkey] {
+                if secret.is_some() {
+                    *secret = Some(redact::MASK.into());
+                }
+            }
+        }
+        if let Some(pg) = &mut view.postgres {
+            pg.url = url(&pg.url);
+            pg.admin_url = pg.admin_url.as_deref().map(url);
+            for g in &mut pg.gauges {
+                g.sql = text(&g.sql);
+            }
+        }
+        for w in &mut view.webhooks {
+            w.upstream = url(&w.upstream);
+        }
+        for p in &mut view.probes {
+            p.url = url(&p.url);
+            p.body = p.body.as_deref().map(text);
+            for (k, v) in &mut p.headers {
+                *v = if redact::is_secret_name(k) {
+                    redact::MASK.into()
+                } else {
+                    text(v)
+                };
+            }
+        }
+        view
+    }
+
+    /// A config to draw a recorded session with: the panels' part from its `setup` line, no
+    /// targets or faults (a viewer cannot act), nothing left to mask.
+    pub fn from_view(file: PathBuf, view: View) -> Config {
+        Config {
+            file,
+            console: view.console,
+            nats: view.nats,
+            postgres: view.postgres,
+            webhooks: view.webhooks,
+            probes: view.probes,
+            proxies: Vec::new(),
+            containers: Vec::new(),
+            processes: Vec::new(),
+            faults: Vec::new(),
+            warnings: Vec::new(),
+            redactor: Redactor::default(),
+        }
     }
 
     /// Masks every secret this config holds, in any text.

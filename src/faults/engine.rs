@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -37,18 +37,7 @@ pub fn retry_delay(attempt: u32) -> Duration {
     (RETRY_FIRST * factor).min(RETRY_MAX)
 }
 
-/// A fault another console applied, as the ledger says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForeignFault {
-    pub id: String,
-    pub name: String,
-    pub target: String,
-    pub owner: String,
-    pub lease_until: DateTime<Utc>,
-    /// Whether its console still runs (holds its lock); if not, its dead-man agent or the next
-    /// start reverts it.
-    pub owner_alive: bool,
-}
+pub use crate::timeline::ForeignFault;
 
 /// One step of a fault's life, for the app (timeline, Faults panel, chart spans).
 #[derive(Debug, Clone, PartialEq)]

@@ -393,6 +393,7 @@ impl Builder {
                 target,
                 detail,
                 cause,
+                ..
             } = &e.kind
             else {
                 continue;
@@ -604,6 +605,7 @@ fn experiment(events: &[TimelineEvent]) -> Option<Experiment> {
                 file,
                 hypothesis,
                 description,
+                ..
             } => {
                 x = Some(Experiment {
                     title: title.clone(),

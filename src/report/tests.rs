@@ -36,6 +36,7 @@ fn drill() -> Vec<TimelineEvent> {
                 session: "drill".into(),
                 config: "gameday.toml".into(),
                 version: "0.1.0".into(),
+                schema: crate::timeline::SCHEMA,
                 thresholds,
             },
         ),
@@ -75,6 +76,7 @@ fn drill() -> Vec<TimelineEvent> {
                 target: "nats".into(),
                 detail: String::new(),
                 cause: Some(Cause::Key("1".into())),
+                lease_ms: None,
             },
         ),
         at(
@@ -86,6 +88,7 @@ fn drill() -> Vec<TimelineEvent> {
                 target: "nats".into(),
                 detail: "latency 200ms ±20ms downstream".into(),
                 cause: None,
+                lease_ms: None,
             },
         ),
         at(
@@ -132,6 +135,7 @@ fn drill() -> Vec<TimelineEvent> {
                 target: "nats".into(),
                 detail: String::new(),
                 cause: Some(Cause::Key("r".into())),
+                lease_ms: None,
             },
         ),
         at(
@@ -143,6 +147,7 @@ fn drill() -> Vec<TimelineEvent> {
                 target: "nats".into(),
                 detail: String::new(),
                 cause: Some(Cause::Key("r".into())),
+                lease_ms: None,
             },
         ),
         at(
@@ -237,6 +242,7 @@ fn a_quiet_session_passes_and_a_killed_one_says_so() {
                 session: "quiet".into(),
                 config: "g.toml".into(),
                 version: "0.1.0".into(),
+                schema: crate::timeline::SCHEMA,
                 thresholds: BTreeMap::new(),
             },
         ),

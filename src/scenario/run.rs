@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::{Check, Scenario, StepAction};
 use crate::metrics::MetricStore;
-use crate::timeline::{CheckGroup, EventKind, FaultPhase, Phase, Verdict};
+use crate::state::{CheckView, ScenarioView};
+use crate::timeline::{CheckGroup, EventKind, FaultPhase, Phase, PlannedCheck, Verdict};
 
 /// What the machine asks the app to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +86,14 @@ impl ScenarioRun {
                 file: scenario.file.display().to_string(),
                 hypothesis: scenario.hypothesis.clone(),
                 description: scenario.description.clone(),
+                checks: checks
+                    .iter()
+                    .map(|c: &LiveCheck| PlannedCheck {
+                        group: c.group,
+                        name: c.check.name.clone(),
+                        expected: c.check.expected(),
+                    })
+                    .collect(),
             }),
             Action::Record(EventKind::ScenarioPhase {
                 phase: Phase::Baseline,
@@ -92,6 +101,7 @@ impl ScenarioRun {
                     "steady state for {}",
                     humantime::format_duration(scenario.baseline)
                 ),
+                until_ms: Some(now_ms + scenario.baseline.as_millis() as u64),
             }),
         ];
         let run = ScenarioRun {
@@ -111,6 +121,28 @@ impl ScenarioRun {
             verdict: None,
         };
         (run, actions)
+    }
+
+    /// What the screen shows of this run.
+    pub fn view(&self) -> ScenarioView {
+        ScenarioView {
+            title: self.scenario.title.clone(),
+            phase: self.phase,
+            until_ms: self.phase_deadline_ms(),
+            waiting: self.is_waiting(),
+            checks: self
+                .checks
+                .iter()
+                .map(|c| CheckView {
+                    group: c.group,
+                    name: c.check.name.clone(),
+                    expected: c.check.expected(),
+                    passed: c.passed,
+                    value: c.value,
+                })
+                .collect(),
+            verdict: self.verdict.clone(),
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -222,7 +254,11 @@ impl ScenarioRun {
     fn enter(&mut self, phase: Phase, detail: String, now_ms: u64, out: &mut Vec<Action>) {
         self.phase = phase;
         self.phase_started_ms = now_ms;
-        out.push(Action::Record(EventKind::ScenarioPhase { phase, detail }));
+        out.push(Action::Record(EventKind::ScenarioPhase {
+            phase,
+            detail,
+            until_ms: self.phase_deadline_ms(),
+        }));
     }
 
     fn baseline(&mut self, now_ms: u64, store: &MetricStore, out: &mut Vec<Action>) {

@@ -28,8 +28,16 @@ use panels::PanelCtx;
 
 /// Draws the whole screen for this state.
 pub fn render(frame: &mut Frame, state: &AppState, theme: &Theme) {
-    let screen = frame.area();
+    let mut screen = frame.area();
     frame.buffer_mut().set_style(screen, theme.base());
+    // A replay's position bar takes the bottom row.
+    if let crate::state::Role::Replay(replaying) = &state.ui.role
+        && screen.height > MIN_HEIGHT
+    {
+        screen.height -= 1;
+        let bar = Rect::new(screen.x, screen.bottom(), screen.width, 1);
+        panels::position::render(frame, bar, state, replaying, theme);
+    }
     let zoom = state.ui.zoom.then_some(state.ui.focus);
     let Some(areas) = layout::split(screen, zoom) else {
         too_small(frame, screen, theme);

@@ -467,6 +467,7 @@ fn timeline_events() -> Vec<(u64, EventKind)> {
         target: target.into(),
         detail: detail.into(),
         cause,
+        lease_ms: None,
     };
     vec![
         (
@@ -475,6 +476,7 @@ fn timeline_events() -> Vec<(u64, EventKind)> {
                 session: "drill-2026-11-28".into(),
                 config: "gameday.toml".into(),
                 version: "0.1.0".into(),
+                schema: crate::timeline::SCHEMA,
                 thresholds: Default::default(),
             },
         ),

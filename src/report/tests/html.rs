@@ -30,6 +30,7 @@ pub(super) fn nats_outage_drill() -> Vec<TimelineEvent> {
                 session: "nats-drill".into(),
                 config: "gameday.toml".into(),
                 version: "0.1.0".into(),
+                schema: crate::timeline::SCHEMA,
                 thresholds,
             },
         ),
@@ -40,6 +41,7 @@ pub(super) fn nats_outage_drill() -> Vec<TimelineEvent> {
                 file: "scenarios/nats-broker-failure.toml".into(),
                 hypothesis: "System handles NATS unavailability with graceful degradation".into(),
                 description: "Stop the broker for two minutes while tasks are submitted.".into(),
+                checks: Vec::new(),
             },
         ),
     ];
@@ -49,6 +51,7 @@ pub(super) fn nats_outage_drill() -> Vec<TimelineEvent> {
             EventKind::ScenarioPhase {
                 phase,
                 detail: String::new(),
+                until_ms: None,
             },
         )
     };
@@ -106,6 +109,7 @@ pub(super) fn nats_outage_drill() -> Vec<TimelineEvent> {
                 target: "container gameday-nats".into(),
                 detail: detail.into(),
                 cause,
+                lease_ms: None,
             },
         )
     };
@@ -554,6 +558,7 @@ fn an_hour() -> Vec<TimelineEvent> {
             session: "hour".into(),
             config: "gameday.toml".into(),
             version: "0.1.0".into(),
+            schema: crate::timeline::SCHEMA,
             thresholds: BTreeMap::new(),
         },
     )];

@@ -85,6 +85,7 @@ fn junit_snapshot() {
             session: "small".into(),
             config: "gameday.toml".into(),
             version: "0.1.0".into(),
+            schema: crate::timeline::SCHEMA,
             thresholds: BTreeMap::new(),
         },
     );
@@ -112,6 +113,7 @@ fn junit_snapshot() {
                 file: "scenarios/webhook-timeout.toml".into(),
                 hypothesis: "Timeouts are retried".into(),
                 description: String::new(),
+                checks: Vec::new(),
             },
         ),
         check(5_000, CheckGroup::Baseline, "API fast", true, 40.0, None),
@@ -179,6 +181,7 @@ fn free_play_tests_each_fault_and_each_outage_that_never_ended() {
                 target: "postgres".into(),
                 detail: detail.into(),
                 cause: None,
+                lease_ms: None,
             },
         )
     };

@@ -18,7 +18,7 @@ use ratatui::text::Span;
 
 use crate::keymap;
 use crate::metrics::Level;
-use crate::scenario::run::ScenarioRun;
+use crate::state::ScenarioView;
 use crate::state::{ActiveFault, ActivePhase, CatalogEntry, Panel};
 use crate::theme::Theme;
 use crate::ui::format;
@@ -86,7 +86,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         );
     }
 
-    if let Some(run) = &ctx.state.scenario {
+    if let Some(run) = &ctx.state.scenario_view() {
         y = draw_scenario(
             buf,
             Rect::new(body.x, y, body.width, bottom.saturating_sub(y)),
@@ -258,19 +258,17 @@ fn draw_others(buf: &mut Buffer, area: Rect, ctx: &PanelCtx<'_>) -> u16 {
 }
 
 /// The running scenario's checks with live pass/fail, failing ones first; returns the next row.
-fn draw_scenario(buf: &mut Buffer, area: Rect, run: &ScenarioRun, ctx: &PanelCtx<'_>) -> u16 {
+fn draw_scenario(buf: &mut Buffer, area: Rect, run: &ScenarioView, ctx: &PanelCtx<'_>) -> u16 {
     let theme = ctx.theme;
     if area.height == 0 {
         return area.y;
     }
     let mut y = area.y;
     let heading = match &run.verdict {
-        Some((verdict, reason)) => format!(
-            "scenario {}: {} — {reason}",
-            run.scenario.title,
-            verdict.label()
-        ),
-        None => format!("scenario {} · {}", run.scenario.title, run.phase.label()),
+        Some((verdict, reason)) => {
+            format!("scenario {}: {} — {reason}", run.title, verdict.label())
+        }
+        None => format!("scenario {} · {}", run.title, run.phase.label()),
     };
     put_spans(
         buf,
@@ -302,9 +300,9 @@ fn draw_scenario(buf: &mut Buffer, area: Rect, run: &ScenarioRun, ctx: &PanelCtx
             &[
                 Span::styled(format!("{symbol} "), style),
                 Span::styled(format!("{:<8} ", live.group.label()), theme.muted()),
-                Span::styled(live.check.name.clone(), theme.text()),
+                Span::styled(live.name.clone(), theme.text()),
                 Span::styled(
-                    format!("  {} · now {measured}", live.check.expected()),
+                    format!("  {} · now {measured}", live.expected),
                     theme.muted(),
                 ),
             ],

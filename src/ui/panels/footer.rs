@@ -7,7 +7,7 @@ use ratatui::style::Modifier;
 use ratatui::text::Span;
 
 use crate::metrics::Level;
-use crate::state::{AppState, Mode};
+use crate::state::{AppState, Mode, Role};
 use crate::theme::Theme;
 use crate::ui::key_hints;
 use crate::ui::widgets::text::{put_spans, put_spans_right, width};
@@ -18,7 +18,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let buf = frame.buffer_mut();
     let key_style = theme.accent().add_modifier(Modifier::BOLD);
     let mut spans: Vec<Span<'static>> = vec![Span::raw(" ")];
-    for group in key_hints::footer(state.ui.mode.key_context()) {
+    for group in key_hints::footer(state.key_context()) {
         let style = if group.is_dangerous() {
             theme.level(Level::Crit)
         } else {
@@ -36,7 +36,24 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         spans.extend(hint);
     }
     let end = put_spans(buf, area, &spans);
-    if state.ui.mode == Mode::Normal {
+    // A viewer says how many lines of its input were not events (never silently dropped).
+    let malformed = match &state.ui.role {
+        Role::Watch(w) => w.malformed,
+        Role::Replay(r) => r.malformed,
+        Role::Console => 0,
+    };
+    if malformed > 0 {
+        let bad = [
+            Span::styled(
+                format!("{malformed} malformed line(s) skipped"),
+                theme.level(Level::Warn),
+            ),
+            Span::raw(" "),
+        ];
+        if end + width(&bad) < area.right() {
+            put_spans_right(buf, area, &bad);
+        }
+    } else if state.ui.mode == Mode::Normal {
         let focus = [
             Span::styled("focus ", theme.muted()),
             Span::styled(state.ui.focus.title(), theme.text()),

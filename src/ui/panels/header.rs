@@ -7,7 +7,7 @@ use ratatui::style::Modifier;
 use ratatui::text::Span;
 
 use crate::metrics::Level;
-use crate::state::{ActivePhase, AppState};
+use crate::state::{ActivePhase, AppState, Role};
 use crate::theme::Theme;
 use crate::timeline::Verdict;
 use crate::ui::format;
@@ -40,12 +40,18 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     };
     let mut segments = vec![
         Segment {
-            priority: 3,
+            // Which session a viewer shows is as essential as the time.
+            priority: if matches!(state.ui.role, Role::Console) {
+                3
+            } else {
+                0
+            },
             spans: vec![
                 Span::styled("gameday ", title),
                 Span::styled(state.session.name.clone(), theme.text()),
             ],
         },
+        role_segment(state, theme),
         Segment {
             priority: 0,
             spans: vec![Span::styled(
@@ -69,6 +75,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     if let Some(segment) = environment_segment(state, theme) {
         segments.insert(1, segment);
     }
+    segments.retain(|s| !s.spans.is_empty());
     let available = area.width.saturating_sub(width(&right) + 2);
     while line_width(&segments) > available {
         let Some(drop) = segments
@@ -94,6 +101,59 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let end = put_spans(buf, area, &spans);
     if end + width(&right) < area.right() {
         put_spans_right(buf, area, &right);
+    }
+}
+
+/// A watcher or replay says so (never dropped: nobody must take it for the console) and who
+/// drives; a console says how many follow it.
+fn role_segment(state: &AppState, theme: &Theme) -> Segment {
+    let strong = theme.accent().add_modifier(Modifier::BOLD);
+    let driver = |d: &Option<crate::timeline::Driver>| {
+        d.as_ref()
+            .map(|d| format!(" by {}@{}", d.user, d.host))
+            .unwrap_or_default()
+    };
+    let spans = match &state.ui.role {
+        Role::Console if state.watchers > 0 => vec![Span::styled(
+            format!("{} watching", state.watchers),
+            theme.muted(),
+        )],
+        Role::Console => Vec::new(),
+        Role::Watch(w) => {
+            let mut spans = vec![Span::styled("WATCH", strong)];
+            match (&w.ended, w.waiting) {
+                (Some(reason), _) => spans.push(Span::styled(
+                    format!(" · ended ({reason})"),
+                    theme.level(Level::Warn),
+                )),
+                (None, true) => spans.push(Span::styled(
+                    " · waiting for a session…",
+                    theme.level(Level::Warn),
+                )),
+                (None, false) => spans.push(Span::styled(driver(&w.driver), theme.text())),
+            }
+            spans
+        }
+        Role::Replay(r) => vec![
+            Span::styled("REPLAY", strong),
+            Span::styled(
+                format!(
+                    " {} {}×{}",
+                    if r.playing { "▶" } else { "❚❚" },
+                    r.speed,
+                    driver(&r.driver)
+                ),
+                theme.text(),
+            ),
+        ],
+    };
+    Segment {
+        priority: if matches!(state.ui.role, Role::Console) {
+            2
+        } else {
+            0
+        },
+        spans,
     }
 }
 
@@ -124,8 +184,8 @@ fn environment_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
 /// "▶ NATS broker failure · INJECTING 0:12" while it runs, then the verdict. Never dropped: on a
 /// shared screen everyone must see which phase the drill is in.
 fn scenario_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
-    let run = state.scenario.as_ref()?;
-    let title: String = run.scenario.title.chars().take(28).collect();
+    let run = state.scenario_view()?;
+    let title: String = run.title.chars().take(28).collect();
     let mut spans = vec![Span::styled(format!("▶ {title} · "), theme.accent())];
     match &run.verdict {
         Some((verdict, _)) => {
@@ -143,7 +203,7 @@ fn scenario_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
                 run.phase.label().to_uppercase(),
                 theme.accent().add_modifier(Modifier::BOLD),
             ));
-            if let Some(deadline) = run.phase_deadline_ms() {
+            if let Some(deadline) = run.until_ms {
                 spans.push(Span::styled(
                     format!(
                         " {}",
@@ -152,7 +212,7 @@ fn scenario_segment(state: &AppState, theme: &Theme) -> Option<Segment> {
                     theme.text(),
                 ));
             }
-            if run.is_waiting() {
+            if run.waiting {
                 spans.push(Span::styled(
                     " (waiting for the operator)",
                     theme.level(Level::Warn),

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod footer;
 pub mod header;
 pub mod nats;
+pub mod position;
 pub mod postgres;
 pub mod probes;
 pub mod timeline;

@@ -113,7 +113,9 @@ fn look(event: &TimelineEvent, theme: &Theme) -> (&'static str, Style) {
         | EventKind::SessionEnd { .. }
         | EventKind::ReportWritten { .. }
         | EventKind::Info { .. }
-        | EventKind::Samples { .. } => ("·", theme.text()),
+        | EventKind::Samples { .. }
+        | EventKind::Setup { .. }
+        | EventKind::Foreign { .. } => ("·", theme.text()),
     }
 }
 

@@ -24,14 +24,20 @@ const POPUPS: [(&str, KeyContext); 5] = [
     ("help", KeyContext::Help),
 ];
 
-pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
-    let main = key_hints::groups(KeyContext::Normal);
+/// `main`: the table of the screen under the popup (the console's, a watcher's or a replay's).
+pub fn render(frame: &mut Frame, screen: Rect, main: KeyContext, theme: &Theme) {
+    // A viewer has no popup but this one.
+    let popups: &[(&str, KeyContext)] = match main {
+        KeyContext::Normal => &POPUPS,
+        _ => &POPUPS[POPUPS.len() - 1..],
+    };
+    let main = key_hints::groups(main);
     // Main keys, a blank line, a heading, one line per popup, and the border; on a short screen
     // the popups go two to a line with no heading, so every key still shows at 80×24.
-    let roomy = main.len() as u16 + 2 + POPUPS.len() as u16 + 2;
+    let roomy = main.len() as u16 + 2 + popups.len() as u16 + 2;
     let compact = roomy > screen.height;
     let height = if compact {
-        main.len() as u16 + POPUPS.len().div_ceil(2) as u16 + 2
+        main.len() as u16 + popups.len().div_ceil(2) as u16 + 2
     } else {
         roomy
     };
@@ -84,7 +90,7 @@ pub fn render(frame: &mut Frame, screen: Rect, theme: &Theme) {
         }
     }
     let per_line = if compact { 2 } else { 1 };
-    for row in POPUPS.chunks(per_line) {
+    for row in popups.chunks(per_line) {
         if y >= inner.bottom() {
             return;
         }

@@ -22,7 +22,7 @@ use crate::ui::key_hints;
 pub fn render(frame: &mut Frame, screen: Rect, state: &AppState, theme: &Theme) {
     match &state.ui.mode {
         Mode::Normal => {}
-        Mode::Help => help::render(frame, screen, theme),
+        Mode::Help => help::render(frame, screen, state.main_key_context(), theme),
         Mode::Confirm(confirm) => confirm::render(frame, screen, confirm, theme),
         Mode::Note(text) => note::render(frame, screen, text, theme),
         Mode::Picker(picker) => picker::render(frame, screen, picker, theme),
