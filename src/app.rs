@@ -19,7 +19,9 @@ use crate::state::{
     ActivePhase, AppState, CatalogEntry, Confirm, FaultStep, Mode, PendingAction, Picker,
     PickerItem, Session, Toast, ToastKind,
 };
-use crate::timeline::{Cause, Driver, EventKind, FaultPhase, Timeline, TimelineEvent, Verdict};
+use crate::timeline::{
+    Cause, CheckProgress, Driver, EventKind, FaultPhase, Timeline, TimelineEvent, Verdict,
+};
 
 /// How long a toast stays up.
 const TOAST_MS: u64 = 4000;
@@ -99,6 +101,8 @@ pub struct App {
     dirty: bool,
     /// Timeline events shown so far (the panel keeps only the newest).
     recorded: u64,
+    /// The scenario's checks and prompt as last written to the timeline.
+    shown_progress: Option<(Vec<CheckProgress>, bool)>,
 }
 
 impl App {
@@ -140,6 +144,7 @@ impl App {
             quit: None,
             dirty: true,
             recorded: 1,
+            shown_progress: None,
         })
     }
 
@@ -851,6 +856,7 @@ impl App {
                 if let Some(run) = &mut self.state.scenario {
                     run.resume(now);
                 }
+                self.record_scenario_progress();
             }
         }
     }
@@ -913,6 +919,32 @@ impl App {
                     });
                 }
             }
+        }
+        self.record_scenario_progress();
+    }
+
+    /// What the screen shows of the scenario's checks goes to the timeline when it changes, so
+    /// a watcher shows the same live pass/fail and values.
+    fn record_scenario_progress(&mut self) {
+        let Some(run) = &self.state.scenario else {
+            return;
+        };
+        let view = run.view();
+        let checks: Vec<CheckProgress> = view
+            .checks
+            .iter()
+            .map(|c| CheckProgress {
+                passed: c.passed,
+                value: c.value,
+            })
+            .collect();
+        let shown = (checks, view.waiting);
+        if self.shown_progress.as_ref() != Some(&shown) {
+            self.shown_progress = Some(shown.clone());
+            self.record(EventKind::ScenarioProgress {
+                checks: shown.0,
+                waiting: shown.1,
+            });
         }
     }
 

@@ -167,6 +167,13 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         checks: Vec<PlannedCheck>,
     },
+    /// The scenario's checks as the console shows them now (live, before their verdicts are
+    /// recorded), in `scenario_start`'s order; written when anything shown changed.
+    ScenarioProgress {
+        checks: Vec<CheckProgress>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        waiting: bool,
+    },
     /// The scenario moved to another phase.
     ScenarioPhase {
         phase: Phase,
@@ -242,6 +249,13 @@ pub struct ForeignFault {
     /// Whether its console still runs (holds its lock); if not, its dead-man agent or the next
     /// start reverts it.
     pub owner_alive: bool,
+}
+
+/// A check's live state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CheckProgress {
+    pub passed: Option<bool>,
+    pub value: Option<f64>,
 }
 
 /// A check a scenario will evaluate.
@@ -331,7 +345,9 @@ impl EventKind {
         Some(match self {
             EventKind::SessionStart { session, .. } => format!("session {session} started"),
             EventKind::SessionEnd { reason } => format!("session ended ({reason})"),
-            EventKind::Setup { .. } | EventKind::Foreign { .. } => return None,
+            EventKind::Setup { .. }
+            | EventKind::Foreign { .. }
+            | EventKind::ScenarioProgress { .. } => return None,
             EventKind::Environment { name, production } => format!(
                 "environment: {}{}",
                 name.as_deref().unwrap_or("unnamed"),

@@ -3,14 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Console, GAMEDAY, gameday, test_dir, wait_until};
+use support::{Console, gameday, headless_demo, test_dir, wait_until};
 
 /// Processes (other than this test) whose command line mentions `dir`.
 fn processes_under(dir: &Path) -> Vec<String> {
@@ -105,34 +103,6 @@ fn check_finds_every_target_of_the_demo_config_reachable() {
         Duration::from_secs(10),
         || processes_under(&dir).is_empty(),
     );
-}
-
-/// Starts `gameday demo --headless` in `dir`; returns it and its config once it is ready.
-fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
-    let dir_arg = dir.display().to_string();
-    let rate = rate.to_string();
-    let mut demo = Command::new(GAMEDAY)
-        .args(["demo", "--headless", "--dir", &dir_arg, "--rate", &rate])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = demo.stdout.take().unwrap();
-    // The reading happens on its own thread so the wait has a deadline; reading stops at the
-    // ready line (the demo must cope with nobody reading its stdout afterwards).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let config = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string));
-        let _ = tx.send(config);
-    });
-    let config = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the demo is ready within 2 minutes")
-        .expect("the demo says where its config is");
-    (demo, config)
 }
 
 /// The pid of the demo's broker (a `nats-server` whose command line names `dir`).

@@ -397,7 +397,7 @@ fn run_viewer(local: Local, viewer: Viewer) -> ExitCode {
 
 /// What the screen is drawn from.
 enum Screen {
-    Watch(WatchFeed, Input),
+    Watch(Box<WatchFeed>, Input),
     Replay(Box<Replay>),
 }
 
@@ -438,7 +438,7 @@ async fn viewer_loop(local: Local, viewer: Viewer) -> Result<(), String> {
                 stdin_closed: false,
                 last_event: None,
             };
-            Screen::Watch(feed, input)
+            Screen::Watch(Box::new(feed), input)
         }
         Viewer::Replay(replay) => Screen::Replay(replay),
     };

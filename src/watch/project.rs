@@ -154,6 +154,15 @@ impl Projection {
                     verdict: None,
                 });
             }
+            EventKind::ScenarioProgress { checks, waiting } => {
+                if let Some(view) = &mut state.followed_scenario {
+                    for (check, progress) in view.checks.iter_mut().zip(checks) {
+                        check.passed = progress.passed;
+                        check.value = progress.value;
+                    }
+                    view.waiting = *waiting;
+                }
+            }
             EventKind::ScenarioPhase {
                 phase, until_ms, ..
             } => {

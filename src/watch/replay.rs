@@ -181,14 +181,10 @@ fn moments(events: &[TimelineEvent]) -> Vec<Moment> {
         .iter()
         .filter_map(|e| {
             let kind = match &e.kind {
-                EventKind::Fault { phase, .. }
-                    if matches!(
-                        phase,
-                        FaultPhase::Applied | FaultPhase::Reverted | FaultPhase::Failed
-                    ) =>
-                {
-                    MomentKind::Fault
-                }
+                EventKind::Fault {
+                    phase: FaultPhase::Applied | FaultPhase::Reverted | FaultPhase::Failed,
+                    ..
+                } => MomentKind::Fault,
                 EventKind::Mark { .. } | EventKind::Note { .. } => MomentKind::Mark,
                 EventKind::ScenarioPhase { .. } | EventKind::Verdict { .. } => MomentKind::Phase,
                 EventKind::Threshold { .. } => MomentKind::Threshold,

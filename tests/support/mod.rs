@@ -68,6 +68,29 @@ impl Console {
         cols: u16,
         rows: u16,
     ) -> Console {
+        Console::spawn_full(dir, args, env, None, cols, rows)
+    }
+
+    /// [`Console::spawn`] reading `stdin` (a pipe) instead of the terminal; keys still reach it
+    /// through its controlling terminal (`/dev/tty`).
+    pub fn spawn_with_stdin(
+        dir: &Path,
+        args: &[&str],
+        stdin: Stdio,
+        cols: u16,
+        rows: u16,
+    ) -> Console {
+        Console::spawn_full(dir, args, &[], Some(stdin), cols, rows)
+    }
+
+    fn spawn_full(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<Stdio>,
+        cols: u16,
+        rows: u16,
+    ) -> Console {
         let size = Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -92,7 +115,7 @@ impl Console {
             .env("TERM", "xterm-256color")
             .env_remove("NO_COLOR")
             .envs(env.iter().copied())
-            .stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdin(stdin.unwrap_or_else(|| Stdio::from(slave.try_clone().expect("dup"))))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave));
         // Its own session with this terminal as its controlling terminal, like a program
@@ -100,7 +123,8 @@ impl Console {
         unsafe {
             command.pre_exec(|| {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY as _, 0) != 0 {
+                // On stdout: stdin may be a pipe.
+                if nix::libc::ioctl(1, nix::libc::TIOCSCTTY as _, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -403,3 +427,31 @@ pub fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run gameday")
 }
+
+/// Starts `gameday demo --headless` in `dir`; returns it and its config once it is ready.
+pub fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
+    let dir_arg = dir.display().to_string();
+    let rate = rate.to_string();
+    let mut demo = Command::new(GAMEDAY)
+        .args(["demo", "--headless", "--dir", &dir_arg, "--rate", &rate])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    // The reading happens on its own thread so the wait has a deadline; reading stops at the
+    // ready line (the demo must cope with nobody reading its stdout afterwards).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let config = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("ready: config ").map(str::to_string));
+        let _ = tx.send(config);
+    });
+    let config = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the demo is ready within 2 minutes")
+        .expect("the demo says where its config is");
+    (demo, config)
+}
+

@@ -115,7 +115,8 @@ fn look(event: &TimelineEvent, theme: &Theme) -> (&'static str, Style) {
         | EventKind::Info { .. }
         | EventKind::Samples { .. }
         | EventKind::Setup { .. }
-        | EventKind::Foreign { .. } => ("·", theme.text()),
+        | EventKind::Foreign { .. }
+        | EventKind::ScenarioProgress { .. } => ("·", theme.text()),
     }
 }
 
