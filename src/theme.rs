@@ -321,9 +321,14 @@ impl Theme {
         }
     }
 
-    /// Last known values while their source is down: never shown like live ones.
+    /// Last known values while their source is down: never shown like live ones (muted; dim
+    /// without colour, where muted is plain text).
     pub fn stale(&self) -> Style {
-        self.muted()
+        if self.monochrome {
+            Style::new().add_modifier(Modifier::DIM)
+        } else {
+            self.muted()
+        }
     }
 
     pub fn selection(&self) -> Style {
