@@ -130,7 +130,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Environment: prod-eu"), "{text}");
-        assert!(!text.contains("y / enter yes"), "the popup's keys are the typed ones: {text}");
+        assert!(
+            !text.contains("y / enter yes"),
+            "the popup's keys are the typed ones: {text}"
+        );
         insta::assert_snapshot!("confirm_production_80x24", text);
     }
 }
