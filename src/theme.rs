@@ -321,9 +321,14 @@ impl Theme {
         }
     }
 
-    /// Last known values while their source is down: never shown like live ones.
+    /// Last known values while their source is down: never shown like live ones (muted; dim
+    /// without colour, where muted is plain text).
     pub fn stale(&self) -> Style {
-        self.muted()
+        if self.monochrome {
+            Style::new().add_modifier(Modifier::DIM)
+        } else {
+            self.muted()
+        }
     }
 
     pub fn selection(&self) -> Style {
@@ -415,6 +420,28 @@ pub fn available(themes_dir: &Path) -> Vec<String> {
     names
 }
 
+/// Why `name` is no theme this config can use (neither a built-in nor a file in `themes_dir`),
+/// naming the ones it can; `None` when it is one.
+pub fn unknown(name: &str, themes_dir: &Path) -> Option<String> {
+    if Theme::built_in(name).is_some() || theme_file(themes_dir, name).is_file() {
+        return None;
+    }
+    let built_in = built_in_names();
+    let files: Vec<String> = available(themes_dir)
+        .into_iter()
+        .filter(|n| !built_in.contains(&n.as_str()))
+        .collect();
+    let files = if files.is_empty() {
+        format!("no theme files in {}", themes_dir.display())
+    } else {
+        format!("{} (files in {})", files.join(", "), themes_dir.display())
+    };
+    Some(format!(
+        "unknown theme \"{name}\"; known themes: {} (built-in), {files}",
+        built_in.join(", ")
+    ))
+}
+
 /// Checks every theme file in `themes_dir` (for `gameday check`); a missing directory is fine.
 pub fn validate_dir(themes_dir: &Path) -> Result<(), InputError> {
     if !themes_dir.exists() {
@@ -462,6 +489,28 @@ mod tests {
             assert_eq!(from_file.unwrap(), theme.palette, "{name}");
         }
         validate_dir(&repo_themes).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_theme_names_the_built_ins_and_the_files_there_are() {
+        let d = dir("theme-unknown");
+        assert_eq!(unknown("dark", &d), None);
+        let message = unknown("no-such-theme", &d).unwrap();
+        assert_eq!(
+            message,
+            format!(
+                "unknown theme \"no-such-theme\"; known themes: dark, light, high-contrast, \
+                 colorblind (built-in), no theme files in {}",
+                d.display()
+            )
+        );
+        std::fs::write(d.join("ocean.toml"), "base = \"dark\"\n").unwrap();
+        assert_eq!(unknown("ocean", &d), None, "a file in the themes dir");
+        let message = unknown("oecan", &d).unwrap();
+        assert!(
+            message.ends_with(&format!("(built-in), ocean (files in {})", d.display())),
+            "{message}"
+        );
     }
 
     #[test]

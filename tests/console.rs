@@ -470,6 +470,34 @@ target = "nats"
 }
 
 #[test]
+fn check_refuses_an_unknown_theme_naming_the_line_and_the_known_themes() {
+    let dir = test_dir("unknown-theme");
+    std::fs::write(
+        dir.join("gameday.toml"),
+        "[console]\ntheme = \"no-such-theme\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("themes")).unwrap();
+    std::fs::write(dir.join("themes/ocean.toml"), "base = \"dark\"\n").unwrap();
+    let out = gameday(&dir, &["check", "--config", "gameday.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "gameday: gameday.toml:2:9: console.theme: unknown theme \"no-such-theme\"; known themes: \
+         dark, light, high-contrast, colorblind (built-in), ocean (files in themes)"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "not said to be valid"
+    );
+    // The theme file it names is accepted.
+    std::fs::write(dir.join("gameday.toml"), "[console]\ntheme = \"ocean\"\n").unwrap();
+    let out = gameday(&dir, &["check", "--config", "gameday.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
 fn a_bad_config_is_one_line_exit_2_and_nothing_starts() {
     let dir = test_dir("bad-config");
     std::fs::write(dir.join("gameday.toml"), "[[webhook]]\nname = \"t\"\nlisten = \"127.0.0.1:1\"\nupstream = \"http://127.0.0.1:2\"\ntimeout = \"thirty\"\n").unwrap();

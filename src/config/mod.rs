@@ -407,6 +407,9 @@ impl Config {
                 }
             }
         }
+        if let Some(message) = crate::theme::unknown(&raw.console.theme, &raw.console.themes) {
+            return Err(doc.error_at("console.theme", message));
+        }
         let warnings = tls_files(&mut raw, doc)?;
         let redactor = Redactor::new(collect_secrets(&raw));
         Ok(Config {

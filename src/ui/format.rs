@@ -87,6 +87,37 @@ pub fn percent(fraction: f64) -> String {
     format!("{:.0}%", fraction * 100.0)
 }
 
+/// How long ago, short: `12s`, `3m05s`, `1h02m` (whole seconds, rounded down).
+pub fn age(ms: u64) -> String {
+    countdown(ms / 1000 * 1000)
+}
+
+/// `12s ago`.
+pub fn ago(ms: u64) -> String {
+    format!("{} ago", age(ms))
+}
+
+/// A URL without its scheme, user and query: `127.0.0.1:5432/tasks` of
+/// `postgres://app:***@127.0.0.1:5432/tasks?sslmode=require`.
+pub fn host_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let start = rest[..authority_end].rfind('@').map_or(0, |at| at + 1);
+    rest[start..].trim_end_matches('/')
+}
+
+/// The part of a URL that says where it points: `127.0.0.1:5432` of
+/// `postgres://app:***@127.0.0.1:5432/tasks` (the text itself when it is no URL).
+pub fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() { url } else { host }
+}
+
 /// What a missing value shows.
 pub const NONE: &str = "–";
 
@@ -125,5 +156,24 @@ mod tests {
         assert_eq!(span(5_400_000), "1h30m");
         assert_eq!(span(7_200_000), "2h");
         assert_eq!(or_dash(None, count), "–");
+        assert_eq!(ago(12_400), "12s ago");
+        assert_eq!(ago(185_000), "3m05s ago");
+        assert_eq!(age(999), "0s");
+    }
+
+    #[test]
+    fn a_url_is_named_by_its_host_and_port() {
+        assert_eq!(
+            host_port("postgres://app:***@127.0.0.1:5432/tasks"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(host_port("nats://127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(host_port("http://h:80/health?token=***"), "h:80");
+        assert_eq!(host_port("db.internal:5432"), "db.internal:5432");
+        assert_eq!(
+            host_path("postgres://app:***@127.0.0.1:5432/tasks?sslmode=require"),
+            "127.0.0.1:5432/tasks"
+        );
+        assert_eq!(host_path("nats://127.0.0.1:4222"), "127.0.0.1:4222");
     }
 }

@@ -13,6 +13,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 
 use crate::state::Panel;
+use crate::ui::panels::{CHART_WINDOW_MS, MAX_CHART_ROWS, MAX_CHART_ROWS_ZOOMED};
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
@@ -85,6 +86,34 @@ fn grid(body: Rect) -> Vec<(Panel, Rect)> {
     Panel::ALL.into_iter().zip(cells).collect()
 }
 
+/// From this many inner rows a panel is tall (a large screen): charts grow taller and a down
+/// source's reason gets more rows.
+pub const TALL_PANEL_ROWS: u16 = 30;
+
+/// How tall one chart in `list` (a panel's rows for its items) may grow: the standard cap, or
+/// a third of the list on a tall panel, up to the zoomed cap.
+pub fn max_chart_rows(list: Rect, zoomed: bool) -> u16 {
+    if zoomed {
+        return MAX_CHART_ROWS_ZOOMED;
+    }
+    (list.height / 3).clamp(MAX_CHART_ROWS, MAX_CHART_ROWS_ZOOMED)
+}
+
+/// How much history a chart `width` columns wide shows: the standard window, longer on wide
+/// charts (a column stays a few seconds).
+pub fn chart_window_ms(width: u16) -> u64 {
+    match width {
+        160.. => 3 * CHART_WINDOW_MS,
+        80.. => 2 * CHART_WINDOW_MS,
+        _ => CHART_WINDOW_MS,
+    }
+}
+
+/// Rows the reason of a down source may take under its status line in `area`.
+pub fn reason_rows(area: Rect) -> u16 {
+    if area.height >= TALL_PANEL_ROWS { 3 } else { 1 }
+}
+
 /// The area of one panel as the dashboard lays it out (for tests and benches).
 pub fn panel_area(screen: Rect, panel: Panel, zoom: bool) -> Option<Rect> {
     let areas = split(screen, zoom.then_some(panel))?;
@@ -116,6 +145,18 @@ mod tests {
     fn zoom_gives_the_focused_panel_the_whole_body() {
         let areas = split(Rect::new(0, 0, 160, 48), Some(Panel::Webhooks)).unwrap();
         assert_eq!(areas.panels, vec![(Panel::Webhooks, areas.body)]);
+    }
+
+    #[test]
+    fn large_screens_get_taller_charts_and_longer_history() {
+        let list = |h| Rect::new(0, 0, 50, h);
+        assert_eq!(max_chart_rows(list(19), false), MAX_CHART_ROWS);
+        assert_eq!(max_chart_rows(list(45), false), 15);
+        assert_eq!(max_chart_rows(list(90), false), MAX_CHART_ROWS_ZOOMED);
+        assert_eq!(max_chart_rows(list(5), true), MAX_CHART_ROWS_ZOOMED);
+        assert_eq!(chart_window_ms(40), CHART_WINDOW_MS);
+        assert_eq!(chart_window_ms(100), 2 * CHART_WINDOW_MS);
+        assert_eq!(chart_window_ms(250), 3 * CHART_WINDOW_MS);
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::timeline::{Cause, EventKind, FaultPhase, TimelineEvent};
 pub const NOW_MS: u64 = 600_000;
 /// The two reference terminal sizes.
 pub const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+/// A large screen, where panels have room to spare.
+pub const LARGE: (u16, u16) = (300, 100);
 /// Secrets the fixture config holds; none may ever be on screen.
 pub const SECRETS: [&str; 4] = [
     "hunter2-pg-secret",
@@ -251,18 +253,18 @@ pub fn catalog() -> Vec<CatalogEntry> {
     ]
 }
 
-/// The confirm popup the app opens for fault key 2.
+/// The confirm popup the app opens for fault key 3 (webhook-slow, whose last inject failed),
+/// while its blast radius is being resolved. Snapshots of the popup come from a [`LiveApp`].
 pub fn confirm_mode() -> Mode {
     Mode::Confirm(Confirm {
-        title: "Trigger fault 2: pg-hold".into(),
+        title: "Inject webhook-slow?".into(),
         lines: vec![
-            "target: postgres (127.0.0.1:5432, database tasks)".into(),
-            "hold 50 connections for up to 5m (lease), then release them".into(),
-            "blast radius: every client of the tasks database; new connections fail with \
-             \"too many clients\" while the fault is active"
-                .into(),
+            "http delay on telegram: 35s delay".into(),
+            "Blast radius: everything that uses telegram".into(),
+            "Reverts by itself after 2m.".into(),
+            "Touches now: resolving…".into(),
         ],
-        action: PendingAction::InjectFault { catalog_index: 1 },
+        action: PendingAction::InjectFault { catalog_index: 2 },
         typed: None,
     })
 }
@@ -596,6 +598,131 @@ fn timeline_events() -> Vec<(u64, EventKind)> {
             ),
         ),
     ]
+}
+
+/// The faults a live app's config adds to the fixture's (keys 1 to 3).
+const FAULTS: &str = r#"
+[[proxy]]
+name = "nats"
+listen = "127.0.0.1:14222"
+upstream = "127.0.0.1:4222"
+
+[[fault]]
+name = "nats-cut"
+key = 1
+kind = "down"
+target = "nats"
+
+[[fault]]
+name = "pg-hold"
+key = 2
+kind = "pg_exhaust"
+connections = 50
+
+[[fault]]
+name = "webhook-slow"
+key = 3
+kind = "webhook_delay"
+target = "telegram"
+delay = "35s"
+"#;
+
+/// A real app (the one the console runs) over the fixture config and a fault catalog, fed a
+/// minute of samples with its sources up: popups and toasts in tests are the ones the app opens
+/// for real keys, not hand-made.
+pub struct LiveApp {
+    pub app: crate::app::App,
+    clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LiveApp {
+    /// `console` adds lines to the config's `[console]` table (e.g. `production = true`).
+    pub fn new(name: &str, console: &str) -> LiveApp {
+        use crate::app::{App, Event};
+        use crate::sources::SourceEvent;
+        use crate::timeline::{Clock, Timeline};
+        let text = format!(
+            "{}{FAULTS}",
+            CONFIG.replace("[console]\n", &format!("[console]\n{console}\n"))
+        );
+        let config =
+            Arc::new(Config::from_text(Path::new("gameday.toml"), &text).expect("live config"));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".artifacts/test")
+            .join(format!("ui-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let timeline = Timeline::with_clock(
+            &dir,
+            config.redactor().clone(),
+            Clock::Manual(clock.clone()),
+            started(),
+        )
+        .expect("timeline");
+        let session = Session { dir, ..session() };
+        let mut app = App::new(
+            config.clone(),
+            session,
+            timeline,
+            "dark".into(),
+            vec!["dark".into()],
+        )
+        .expect("app");
+        app.state.faults.catalog = crate::faults::catalog_entries(&config);
+        let mut live = LiveApp { app, clock };
+        for source in [SourceId::nats(), SourceId::postgres()] {
+            live.app.handle(Event::Source(SourceEvent::Status {
+                source,
+                status: SourceStatus::Up,
+            }));
+        }
+        for s in 0..=60u64 {
+            live.at(s * 1000);
+            live.app.handle(Event::Source(SourceEvent::Samples {
+                source: SourceId::nats(),
+                values: vec![
+                    ("nats.up".into(), 1.0),
+                    ("nats.rtt_ms".into(), 1.2),
+                    ("nats.TASKS.messages".into(), 50_000.0 + s as f64 * 4.0),
+                    ("nats.TASKS.workers.pending".into(), 20.0 + (s % 7) as f64),
+                    ("nats.TASKS.notifier.pending".into(), 12.0),
+                ],
+            }));
+            live.app.handle(Event::Source(SourceEvent::Samples {
+                source: SourceId::postgres(),
+                values: vec![
+                    ("pg.up".into(), 1.0),
+                    ("pg.connections.used".into(), 26.0),
+                    ("pg.connections.max".into(), 97.0),
+                    ("pg.connections.utilization".into(), 26.0 / 97.0),
+                    ("pg.app.task-tracker.connections".into(), 8.0),
+                ],
+            }));
+            live.app.handle(Event::Tick);
+        }
+        live
+    }
+
+    /// The app's clock (ms since the session started).
+    pub fn at(&mut self, ms: u64) -> &mut Self {
+        self.clock.store(ms, std::sync::atomic::Ordering::SeqCst);
+        self
+    }
+
+    /// The operator presses `c`.
+    pub fn key(&mut self, c: char) -> &mut Self {
+        use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        self.app.handle(crate::app::Event::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+        self
+    }
+
+    /// The whole screen as the app's state draws it.
+    pub fn screen(&self, width: u16, height: u16) -> String {
+        screen_text(&draw(&self.app.state, &theme(), width, height))
+    }
 }
 
 /// Renders the whole screen at `width` x `height`.

@@ -22,6 +22,79 @@ fn dashboard_snapshots_at_both_sizes() {
 }
 
 #[test]
+fn a_large_screen_uses_its_space_and_shows_whole_text() {
+    let state = state();
+    let (w, h) = LARGE;
+    let text = screen_text(&draw(&state, &theme(), w, h));
+    insta::assert_snapshot!("dashboard_300x100", text);
+    for whole in [
+        "postgres://app:***@127.0.0.1:5432/tasks",
+        "idle in transaction 2",
+        "warn 10 crit 100",
+        "timeouts 30 · errors 4 · retries 12",
+        "(upstream 127.0.0.1:9100: connection refused)",
+        "since 10:08:40 (connection refused (http://127.0.0.1:8000/health?token=***))",
+        "fault webhook-slow on telegram FAILED (key 3): proxy daemon not reachable",
+        "webhook.telegram.latency_ms.p95 WARN (2400)",
+    ] {
+        assert!(text.contains(whole), "{whole}:\n{text}");
+    }
+    // Charts grow taller than the standard six rows.
+    let area = panel_area(Rect::new(0, 0, w, h), Panel::Nats, false).unwrap();
+    let panel = text_of(draw(&state, &theme(), w, h).backend().buffer(), area);
+    let bars = panel.lines().filter(|l| l.contains('█')).count();
+    assert!(bars > 12, "{panel}");
+}
+
+#[test]
+fn the_essential_part_of_cut_text_stays_at_160x48() {
+    let state = state();
+    let text = screen_text(&draw(&state, &theme(), 160, 48));
+    for essential in [
+        "127.0.0.1:5432",
+        "idle-tx 2",
+        "w 10 c 100",
+        "retry 12",
+        "p99 99ms",
+        "last 5m",
+    ] {
+        assert!(text.contains(essential), "{essential}:\n{text}");
+    }
+    assert!(!text.contains("pending pending"), "{text}");
+}
+
+#[test]
+fn a_partitioned_broker_leaves_its_rows_stale_at_both_large_sizes() {
+    // The last sample came at NOW_MS; the broker stopped answering a second later.
+    let mut state = state();
+    state.now_ms = NOW_MS + 12_000;
+    state.metrics.gap(NOW_MS + 1_000, "nats.");
+    set_source(
+        &mut state,
+        "nats",
+        SourceStatus::down("no answer within 1.5s (frozen or partitioned?)"),
+        NOW_MS + 1_000,
+    );
+    let theme = theme();
+    for (w, h) in [(160, 48), LARGE] {
+        let terminal = draw(&state, &theme, w, h);
+        let text = screen_text(&terminal);
+        insta::assert_snapshot!(format!("dashboard_nats_down_{w}x{h}"), text);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, w, h), Panel::Nats, false).unwrap();
+        let panel = text_of(buf, area);
+        assert!(
+            !panel.contains('✔'),
+            "no healthy mark on stale rows: {panel}"
+        );
+        assert!(panel.contains("12s ago"), "{panel}");
+        let row = find_in(buf, area, "TASKS/notifier").unwrap();
+        assert_eq!(buf[(area.x + 1, row.y)].symbol(), "◌");
+        assert_eq!(buf[row].fg, theme.palette.muted, "the name is dimmed too");
+    }
+}
+
+#[test]
 fn nothing_configured_and_connecting_dashboards_are_honest() {
     let text = screen_text(&draw(&empty_state(), &theme(), 80, 24));
     insta::assert_snapshot!("dashboard_nothing_configured_80x24", text);

@@ -17,12 +17,14 @@ use ratatui::text::Span;
 use crate::redact;
 use crate::state::Panel;
 use crate::ui::format;
+use crate::ui::layout;
+use crate::ui::widgets::badge;
 use crate::ui::widgets::columns::{self, Column};
-use crate::ui::widgets::text::put_spans;
+use crate::ui::widgets::spark::Spark;
+use crate::ui::widgets::stale;
+use crate::ui::widgets::text::{Part, put_spans};
 
-use super::{
-    Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows, row, status_line,
-};
+use super::{Kpi, PanelCtx, below, frame_panel, headline, more, not_configured, plan_rows, row};
 
 const NAME_MIN: u16 = 8;
 const NAME_MAX: u16 = 28;
@@ -100,17 +102,20 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         ],
     );
 
-    let mut status = health.spans(theme);
-    status.push(Span::styled("  rtt ", theme.muted()));
-    status.push(Span::styled(
-        format::or_dash(rtt, format::millis),
-        if stale { theme.stale() } else { theme.text() },
-    ));
-    status.push(Span::styled(
-        format!("  {}", redact::url(&config.url)),
-        theme.muted(),
-    ));
-    let status_rows = status_line(buf, body, &status, stale);
+    let plain = if stale { theme.stale() } else { theme.text() };
+    let rtt_part = Part::new(vec![
+        Span::styled("  rtt ", theme.muted()),
+        Span::styled(format::or_dash(rtt, format::millis), plain),
+    ]);
+    let status_rows = badge::status_line(
+        buf,
+        body,
+        &health,
+        vec![rtt_part],
+        &redact::url(&config.url),
+        layout::reason_rows(body),
+        theme,
+    );
     let body = below(body, status_rows);
 
     if items.is_empty() {
@@ -139,24 +144,27 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("msgs", 7, 1),
     ];
     let kept = columns::fit(&cols, body.width, super::MIN_CHART_WIDTH);
+    let chart_width = body.width.saturating_sub(columns::used_width(&cols, &kept));
+    let window_ms = layout::chart_window_ms(chart_width);
     columns::draw_header(
         buf,
         row(body, 0),
         &cols,
         &kept,
         theme.muted(),
-        "pending, 5m",
+        &format!("last {}", format::span(window_ms)),
     );
 
     let list = below(body, 1);
-    let plan = plan_rows(items.len(), list.height, 1, ctx.max_chart_rows());
+    let max_rows = layout::max_chart_rows(list, ctx.zoomed);
+    let plan = plan_rows(items.len(), list.height, 1, max_rows);
     for (n, item) in items.iter().take(plan.shown).enumerate() {
         let y = list.y + n as u16 * plan.height;
         let line = Rect::new(list.x, y, list.width, 1);
         let count = |field: &str| {
             Span::styled(
                 format::or_dash(ctx.metric(&item.key(field), stale), format::count),
-                if stale { theme.stale() } else { theme.text() },
+                plain,
             )
         };
         let pending = match item.pending_key() {
@@ -167,30 +175,49 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
             None => Span::styled(format::NONE, theme.muted()),
         };
         let messages_key = format!("nats.{}.messages", item.stream);
-        let cells = vec![
-            vec![match item.pending_key() {
-                Some(k) => ctx.level_badge(&k, stale),
+        let marker = if stale {
+            stale::marker(theme)
+        } else {
+            match item.pending_key() {
+                Some(k) => ctx.level_badge(&k, false),
                 None => Span::raw(" "),
-            }],
-            vec![Span::styled(item.name(), theme.text())],
+            }
+        };
+        let cells = vec![
+            vec![marker],
+            vec![Span::styled(item.name(), plain)],
             vec![pending],
             vec![count("ack_pending")],
             vec![count("redelivered")],
             vec![count("waiting")],
             vec![Span::styled(
                 format::or_dash(ctx.metric(&messages_key, stale), format::count),
-                if stale { theme.stale() } else { theme.text() },
+                plain,
             )],
         ];
         let chart_x = columns::draw_row(buf, line, &cols, &kept, &cells);
-        let chart = Rect::new(
+        let mut chart = Rect::new(
             chart_x,
             y,
             list.right().saturating_sub(chart_x),
             plan.height,
         );
         let chart_key = item.pending_key().unwrap_or(messages_key);
-        ctx.spark(&chart_key, stale, n)
+        if stale {
+            // How old these numbers are, where the chart starts; the chart below, if room.
+            let age = stale::age_ms(ctx.state, &chart_key, crate::sources::SourceId::NATS);
+            let rows = stale::put_age(buf, chart, age, theme);
+            if chart.height > 1 {
+                chart = below(chart, rows);
+            } else {
+                continue;
+            }
+        }
+        Spark::new(ctx.series(&chart_key), ctx.state.now_ms, window_ms)
+            .fault_spans(&ctx.state.faults.spans)
+            .threshold(ctx.threshold(&chart_key))
+            .stale(stale)
+            .color(theme.series(n))
             .axis(format::count)
             .render(buf, chart, theme);
     }
@@ -283,11 +310,13 @@ mod tests {
             595_000,
         );
         let text = panel_text(&mut state, Panel::Nats, 160, 48, false);
+        let flat = flat(&text);
+        assert!(flat.contains("✖ DOWN since 10:09:55  rtt 1.1ms"), "{text}");
         assert!(
-            flat(&text)
-                .contains("✖ DOWN since 10:09:55 (no answer within 1.5s (frozen or partitioned?))"),
+            flat.contains("(no answer within 1.5s (frozen or partitioned?))"),
             "{text}"
         );
+        assert!(!text.contains('✔'), "no healthy mark on stale rows: {text}");
         insta::assert_snapshot!("nats_down_160x48", text);
         let theme = theme();
         let terminal = draw(&state, &theme, 160, 48);

@@ -24,11 +24,15 @@ use crate::sources::SourceId;
 use crate::state::Panel;
 use crate::theme::Theme;
 use crate::ui::format;
+use crate::ui::layout;
+use crate::ui::widgets::badge;
 use crate::ui::widgets::columns::{self, Column};
 use crate::ui::widgets::gauge;
-use crate::ui::widgets::text::put_spans;
+use crate::ui::widgets::spark::Spark;
+use crate::ui::widgets::stale;
+use crate::ui::widgets::text::{Part, put_parts};
 
-use super::{Kpi, PanelCtx, frame_panel, headline, more, not_configured, row, status_line};
+use super::{Kpi, PanelCtx, frame_panel, headline, more, not_configured, row};
 
 const NAME_MIN: u16 = 11;
 const NAME_MAX: u16 = 24;
@@ -105,17 +109,23 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         ],
     );
 
-    let mut status = health.spans(theme);
-    status.push(Span::styled("  probe ", theme.muted()));
-    status.push(Span::styled(
-        format::or_dash(ctx.metric("pg.probe_ms", stale), format::millis),
-        if stale { theme.stale() } else { theme.text() },
-    ));
-    status.push(Span::styled(
-        format!("  {}", redact::url(&config.url)),
-        theme.muted(),
-    ));
-    let status_rows = status_line(buf, body, &status, stale);
+    let plain = if stale { theme.stale() } else { theme.text() };
+    let probe = Part::new(vec![
+        Span::styled("  probe ", theme.muted()),
+        Span::styled(
+            format::or_dash(ctx.metric("pg.probe_ms", stale), format::millis),
+            plain,
+        ),
+    ]);
+    let status_rows = badge::status_line(
+        buf,
+        body,
+        &health,
+        vec![probe],
+        &redact::url(&config.url),
+        layout::reason_rows(body),
+        theme,
+    );
 
     let mut lines = vec![Line::Connections, Line::States];
     lines.extend((0..config.pools.len()).map(Line::Pool));
@@ -124,7 +134,11 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         lines.push(Line::OtherApps);
     }
     let list = super::below(body, status_rows);
-    let heights = plan_heights(&lines, list.height, ctx.max_chart_rows());
+    let heights = plan_heights(
+        &lines,
+        list.height,
+        layout::max_chart_rows(list, ctx.zoomed),
+    );
     let name_width = config
         .pools
         .iter()
@@ -141,12 +155,14 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         Column::right("", 4, 1),
     ];
     let kept = columns::fit(&cols, list.width, super::MIN_CHART_WIDTH);
+    let chart_width = list.width.saturating_sub(columns::used_width(&cols, &kept));
     let rows = Rows {
         ctx,
         config,
         cols: &cols,
         kept: &kept,
         stale,
+        window_ms: layout::chart_window_ms(chart_width),
     };
     let mut y = list.y;
     for (line, height) in lines.iter().zip(&heights) {
@@ -218,9 +234,45 @@ struct Rows<'a> {
     cols: &'a [Column],
     kept: &'a [usize],
     stale: bool,
+    window_ms: u64,
 }
 
 impl Rows<'_> {
+    /// The chart of `key` in `area`; while stale, the age of its last value on the first row
+    /// and the (dimmed) chart below it, if there is room.
+    fn chart(&self, buf: &mut Buffer, area: Rect, key: &str, series_index: usize, percent: bool) {
+        let ctx = self.ctx;
+        let mut area = area;
+        if self.stale {
+            let age = stale::age_ms(ctx.state, key, SourceId::POSTGRES);
+            let rows = stale::put_age(buf, area, age, ctx.theme);
+            if area.height <= 1 {
+                return;
+            }
+            area = super::below(area, rows);
+        }
+        let spark = Spark::new(ctx.series(key), ctx.state.now_ms, self.window_ms)
+            .fault_spans(&ctx.state.faults.spans)
+            .threshold(ctx.threshold(key))
+            .stale(self.stale)
+            .color(ctx.theme.series(series_index));
+        let spark = if percent {
+            spark.scale_max(1.0).axis(format::percent)
+        } else {
+            spark.axis(format::count)
+        };
+        spark.render(buf, area, ctx.theme);
+    }
+
+    /// The level badge of `key`, or the stale marker.
+    fn badge(&self, key: &str) -> Span<'static> {
+        if self.stale {
+            stale::marker(self.ctx.theme)
+        } else {
+            self.ctx.level_badge(key, false)
+        }
+    }
+
     fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
         let Rows {
             ctx,
@@ -228,6 +280,7 @@ impl Rows<'_> {
             cols,
             kept,
             stale,
+            ..
         } = *self;
         let theme = ctx.theme;
         let first = Rect::new(area.x, area.y, area.width, 1);
@@ -241,8 +294,8 @@ impl Rows<'_> {
                 let share = ctx
                     .metric(key, stale)
                     .or_else(|| Some(used? / max?.max(1.0)));
-                let cells = usage_cells(
-                    ctx.level_badge(key, stale),
+                let mut cells = usage_cells(
+                    self.badge(key),
                     "connections",
                     used,
                     max,
@@ -250,25 +303,34 @@ impl Rows<'_> {
                     value_style(key),
                     theme,
                 );
+                cells[1] = vec![Span::styled("connections", plain)];
                 let x = columns::draw_row(buf, first, cols, kept, &cells);
-                ctx.spark(key, stale, 0)
-                    .scale_max(1.0)
-                    .axis(format::percent)
-                    .render(buf, chart_area(area, x), theme);
+                self.chart(buf, chart_area(area, x), key, 0, true);
             }
             Line::States => {
-                let mut spans = Vec::new();
-                for (label, key) in [("waiting", "pg.waiting"), ("errors", "pg.errors")] {
+                let mut parts = Vec::new();
+                for (label, short, key) in [
+                    ("waiting", "wait", "pg.waiting"),
+                    ("errors", "err", "pg.errors"),
+                ] {
                     let value = ctx.metric(key, stale);
                     let style = match value {
                         Some(v) if v > 0.0 && !stale => theme.level(Level::Warn),
                         _ => plain,
                     };
-                    spans.push(Span::styled(format!("{label} "), theme.muted()));
-                    spans.push(Span::styled(format::or_dash(value, format::count), style));
-                    spans.push(Span::styled(" · ", theme.muted()));
+                    let sep = if parts.is_empty() { "" } else { " · " };
+                    let number = format::or_dash(value, format::count);
+                    parts.push(
+                        Part::new(vec![
+                            Span::styled(format!("{sep}{label} "), theme.muted()),
+                            Span::styled(number.clone(), style),
+                        ])
+                        .or(vec![
+                            Span::styled(format!("{sep}{short} "), theme.muted()),
+                            Span::styled(number, style),
+                        ]),
+                    );
                 }
-                spans.pop();
                 let states: Vec<(String, f64)> = ctx
                     .state
                     .metrics
@@ -281,17 +343,23 @@ impl Rows<'_> {
                         Some((state.to_string(), ctx.metric(key, stale)?))
                     })
                     .collect();
-                if !states.is_empty() {
-                    spans.push(Span::styled(" │ ", theme.muted()));
-                    for (i, (state, value)) in states.into_iter().enumerate() {
-                        if i > 0 {
-                            spans.push(Span::styled(" · ", theme.muted()));
-                        }
-                        spans.push(Span::styled(format!("{state} "), theme.muted()));
-                        spans.push(Span::styled(format::count(value), plain));
+                for (i, (state, value)) in states.into_iter().enumerate() {
+                    let sep = if i == 0 { " │ " } else { " · " };
+                    let number = format::count(value);
+                    let mut part: Option<Part<'_>> = None;
+                    for label in state_labels(&state) {
+                        let spans = vec![
+                            Span::styled(format!("{sep}{label} "), theme.muted()),
+                            Span::styled(number.clone(), plain),
+                        ];
+                        part = Some(match part {
+                            None => Part::new(spans),
+                            Some(p) => p.or(spans),
+                        });
                     }
+                    parts.extend(part.map(|p| p.drop(1)));
                 }
-                put_spans(buf, first, &spans);
+                put_parts(buf, first, &parts);
             }
             Line::Pool(i) => {
                 let pool = &config.pools[*i];
@@ -300,8 +368,8 @@ impl Rows<'_> {
                 let capacity = f64::from(pool.capacity());
                 let connections = ctx.metric(&pool_key(name, "connections"), stale);
                 let share = pool_utilization(ctx, name, stale, pool.capacity());
-                let cells = usage_cells(
-                    ctx.level_badge(&key, stale),
+                let mut cells = usage_cells(
+                    self.badge(&key),
                     name,
                     connections,
                     Some(capacity),
@@ -309,60 +377,99 @@ impl Rows<'_> {
                     value_style(&key),
                     theme,
                 );
+                cells[1] = vec![Span::styled(name.clone(), plain)];
                 let x = columns::draw_row(buf, first, cols, kept, &cells);
-                ctx.spark(&key, stale, 1 + i)
-                    .scale_max(1.0)
-                    .axis(format::percent)
-                    .render(buf, chart_area(area, x), theme);
+                self.chart(buf, chart_area(area, x), &key, 1 + i, true);
             }
             Line::Gauge(i) => {
                 let g = &config.gauges[*i];
                 let key = format!("pg.gauge.{}", g.name);
-                let limits = match (g.warn, g.crit) {
-                    (None, None) => String::new(),
-                    (w, c) => format!(
-                        "warn {} crit {}",
-                        format::or_dash(w, format::count),
-                        format::or_dash(c, format::count)
-                    ),
-                };
+                // The limits take the bar's and the percentage's columns; labels shorten
+                // before a number is cut.
+                let mut limits_width = cols[3].width + cols[4].width + columns::GAP;
+                let whole = limits_text(g.warn, g.crit, u16::MAX).chars().count() as u16;
+                // A wide row gives the limits what they need before the chart takes the rest.
+                if whole > limits_width
+                    && columns::used_width(cols, kept) + whole + 2 * super::MIN_CHART_WIDTH
+                        <= first.width
+                {
+                    limits_width = whole;
+                }
+                let limits = limits_text(g.warn, g.crit, limits_width);
                 let cells = vec![
-                    vec![ctx.level_badge(&key, stale)],
-                    vec![Span::styled(g.name.clone(), theme.text())],
+                    vec![self.badge(&key)],
+                    vec![Span::styled(g.name.clone(), plain)],
                     vec![Span::styled(
                         format::or_dash(ctx.metric(&key, stale), format::count),
                         value_style(&key),
                     )],
                     vec![Span::styled(limits, theme.muted())],
                 ];
-                // The limits take the bar's and the percentage's columns.
-                let gauge_cols = [
-                    cols[0],
-                    cols[1],
-                    cols[2],
-                    Column::left("", cols[3].width + cols[4].width + columns::GAP, 2),
-                ];
+                let gauge_cols = [cols[0], cols[1], cols[2], Column::left("", limits_width, 2)];
                 let gauge_kept: Vec<usize> = kept.iter().copied().filter(|i| *i < 4).collect();
                 let x = columns::draw_row(buf, first, &gauge_cols, &gauge_kept, &cells);
-                ctx.spark(&key, stale, 2 + i).axis(format::count).render(
-                    buf,
-                    chart_area(area, x),
-                    theme,
-                );
+                self.chart(buf, chart_area(area, x), &key, 2 + i, false);
             }
             Line::OtherApps => {
-                let mut spans = vec![Span::styled("other apps: ", theme.muted())];
+                let mut parts = vec![
+                    Part::new(vec![Span::styled("other apps:", theme.muted())])
+                        .or(vec![Span::styled("others:", theme.muted())]),
+                ];
                 for (i, (name, value)) in other_apps(ctx, config).into_iter().enumerate() {
-                    if i > 0 {
-                        spans.push(Span::styled(" · ", theme.muted()));
-                    }
-                    spans.push(Span::styled(format!("{name} "), theme.text()));
-                    spans.push(Span::styled(format::count(value), plain));
+                    let sep = if i > 0 { " · " } else { " " };
+                    parts.push(
+                        Part::new(vec![
+                            Span::styled(format!("{sep}{name} "), plain),
+                            Span::styled(format::count(value), plain),
+                        ])
+                        .drop(1),
+                    );
                 }
-                put_spans(buf, first, &spans);
+                put_parts(buf, first, &parts);
             }
         }
     }
+}
+
+/// A connection state as the panel writes it, fullest first: `idle in transaction`,
+/// `idle in txn`, `idle-tx`.
+fn state_labels(state: &str) -> Vec<String> {
+    match state {
+        "active" => vec!["active".into(), "act".into()],
+        "idle_in_transaction" => vec![
+            "idle in transaction".into(),
+            "idle in txn".into(),
+            "idle-tx".into(),
+        ],
+        "idle_in_transaction_aborted" => vec![
+            "idle in transaction (aborted)".into(),
+            "idle in txn aborted".into(),
+            "idle-tx-ab".into(),
+        ],
+        other => vec![other.replace('_', " ")],
+    }
+}
+
+/// A gauge's limits in `width` columns, labels shortened before a number would be cut:
+/// `warn 10 crit 100`, `w 10 c 100`, `10/100`.
+fn limits_text(warn: Option<f64>, crit: Option<f64>, width: u16) -> String {
+    if warn.is_none() && crit.is_none() {
+        return String::new();
+    }
+    let (w, c) = (
+        format::or_dash(warn, format::count),
+        format::or_dash(crit, format::count),
+    );
+    let forms = [
+        format!("warn {w} crit {c}"),
+        format!("w {w} c {c}"),
+        format!("{w}/{c}"),
+    ];
+    forms
+        .iter()
+        .find(|f| f.chars().count() <= width as usize)
+        .unwrap_or(&forms[2])
+        .clone()
 }
 
 /// `✔ connections   34/97 ████▍░░░░░  35%`
@@ -443,30 +550,37 @@ mod tests {
     }
 
     #[test]
-    fn down_keeps_the_last_values_dimmed() {
+    fn down_keeps_the_last_values_dimmed_marked_and_aged() {
+        // The last sample came at NOW_MS; the server stopped answering a second later.
         let mut state = state();
-        state.metrics.gap(NOW_MS, "pg.");
+        state.now_ms = NOW_MS + 12_000;
+        state.metrics.gap(NOW_MS + 1_000, "pg.");
         set_source(
             &mut state,
             "pg",
             SourceStatus::down(
                 "connection refused (postgres://app:hunter2-pg-secret@127.0.0.1:5432/tasks)",
             ),
-            598_000,
+            NOW_MS + 1_000,
         );
         let text = panel_text(&mut state, Panel::Postgres, 80, 24, false);
-        assert!(
-            flat(&text).contains("✖ DOWN since 10:09:58 (connection refused"),
-            "{text}"
-        );
+        assert!(flat(&text).contains("✖ DOWN since 10:10:01"), "{text}");
+        assert!(flat(&text).contains("(connection refused"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         insta::assert_snapshot!("postgres_down_80x24", text);
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        insta::assert_snapshot!("postgres_down_160x48", text);
+        assert!(!text.contains('✔') && !text.contains('▲'), "{text}");
+        assert!(text.contains("12s ago"), "{text}");
         let theme = theme();
-        let terminal = draw(&state, &theme, 80, 24);
-        let buf = terminal.backend().buffer();
-        let area = panel_area(Rect::new(0, 0, 80, 24), Panel::Postgres, false).unwrap();
-        let connections = find_in(buf, area, "36/97").unwrap();
-        assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
+        for (w, h) in [(80, 24), (160, 48)] {
+            let terminal = draw(&state, &theme, w, h);
+            let buf = terminal.backend().buffer();
+            let area = panel_area(Rect::new(0, 0, w, h), Panel::Postgres, false).unwrap();
+            let connections = find_in(buf, area, "36/97").unwrap();
+            assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
+            assert_eq!(buf[(area.x + 1, connections.y)].symbol(), "◌");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Timeline: the recent events, newest at the bottom, wall-clock time and summary, each with a
 //! symbol and colour by kind (down and crit red, up and ok green, marks and notes in the accent,
-//! faults highlighted). Scrolls back `timeline_scroll` rows.
+//! faults highlighted). Scrolls back `timeline_scroll` events. A long line wraps under its text
+//! (up to two rows); the newest one shown is whole while the panel has the focus, and every
+//! line is whole when zoomed or on a large screen.
 //!
 //! ```text
 //! 10:04:00 ✖ nats DOWN: connection refused
@@ -18,13 +20,16 @@ use crate::state::Panel;
 use crate::theme::Theme;
 use crate::timeline::{EventKind, FaultPhase, TimelineEvent};
 use crate::ui::format;
+use crate::ui::layout;
 use crate::ui::widgets::badge;
-use crate::ui::widgets::text::{put_spans, put_wrapped};
+use crate::ui::widgets::text::{put_spans, put_wrapped, width, wrapped_rows};
 
 use super::{PanelCtx, frame_panel, row};
 
 /// From this width each line also shows the offset from the session start.
-const OFFSET_MIN_WIDTH: u16 = 100;
+const OFFSET_MIN_WIDTH: u16 = 90;
+/// Rows a line may wrap over (the newest, in a focused panel, takes all it needs).
+const LINE_MAX_ROWS: u16 = 2;
 
 pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
     let inner = frame_panel(frame, area, ctx, Panel::Timeline);
@@ -43,35 +48,59 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         );
         return;
     }
-    let visible = inner.height as usize;
-    // Scrolled back, the last row says how much is hidden below.
-    let scrolled_lines = visible.saturating_sub(1);
-    let scroll = ctx
-        .state
-        .ui
-        .timeline_scroll
-        .min(events.len().saturating_sub(scrolled_lines));
-    let lines = if scroll > 0 { scrolled_lines } else { visible };
+    // Scrolled back, the last row says how much is hidden below; it stops where the oldest
+    // event would be the first of a full panel.
+    let scroll = ctx.state.ui.timeline_scroll.min(
+        events
+            .len()
+            .saturating_sub(inner.height.saturating_sub(1) as usize),
+    );
+    let rows = if scroll > 0 {
+        inner.height.saturating_sub(1)
+    } else {
+        inner.height
+    };
     let end = events.len() - scroll;
-    let start = end.saturating_sub(lines);
     let with_offset = inner.width >= OFFSET_MIN_WIDTH;
-    for (n, event) in events.range(start..end).enumerate() {
-        let (symbol, style) = look(event, theme);
-        let mut spans = vec![Span::styled(
-            format!("{} ", format::clock(event.ts)),
-            theme.muted(),
-        )];
-        if with_offset {
-            spans.push(Span::styled(
-                format!("T+{} ", format::elapsed(event.offset_ms)),
-                theme.muted(),
-            ));
+    // Lines wrap under their text instead of being cut: the newest one shown (the one the panel
+    // is at) whole when the panel has the focus or the screen, the others up to a few rows.
+    let line_max = if ctx.zoomed || inner.height >= layout::TALL_PANEL_ROWS {
+        rows
+    } else {
+        LINE_MAX_ROWS
+    };
+    let mut shown: Vec<(Line<'_>, u16)> = Vec::new();
+    let mut used = 0u16;
+    for (n, event) in events.range(..end).rev().enumerate() {
+        let line = line_of(event, with_offset, ctx);
+        let max = if n == 0 && ctx.focused {
+            rows
+        } else {
+            line_max
+        };
+        let height = wrapped_rows(&line.text, inner.width.saturating_sub(line.indent), max).max(1);
+        if used + height > rows {
+            // The rows left show the start of the next older line (or of the newest, when it
+            // alone is taller than the panel).
+            if used < rows {
+                shown.push((line, rows - used));
+            }
+            break;
         }
-        let summary = event.kind.summary().unwrap_or_default();
-        spans.push(Span::styled(symbol, style));
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(ctx.redact(&summary).into_owned(), style));
-        put_spans(buf, row(inner, n as u16), &spans);
+        used += height;
+        shown.push((line, height));
+    }
+    let mut y = inner.y;
+    for (line, height) in shown.into_iter().rev() {
+        put_spans(buf, Rect::new(inner.x, y, line.indent, 1), &line.prefix);
+        let text = Rect::new(
+            inner.x + line.indent,
+            y,
+            inner.width.saturating_sub(line.indent),
+            height,
+        );
+        put_wrapped(buf, text, &line.text, height);
+        y += height;
     }
     if scroll > 0 {
         put_spans(
@@ -82,6 +111,41 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
                 theme.accent(),
             )],
         );
+    }
+}
+
+/// One event as the panel writes it: the time and symbol, then the text that wraps under itself.
+struct Line<'a> {
+    prefix: Vec<Span<'a>>,
+    indent: u16,
+    text: Vec<Span<'a>>,
+}
+
+fn line_of<'a>(event: &TimelineEvent, with_offset: bool, ctx: &PanelCtx<'a>) -> Line<'a> {
+    let theme = ctx.theme;
+    let (symbol, style) = look(event, theme);
+    let mut prefix = vec![Span::styled(
+        format!("{} ", format::clock(event.ts)),
+        theme.muted(),
+    )];
+    if with_offset {
+        prefix.push(Span::styled(
+            format!("T+{} ", format::elapsed(event.offset_ms)),
+            theme.muted(),
+        ));
+    }
+    prefix.push(Span::styled(symbol, style));
+    prefix.push(Span::raw(" "));
+    let indent = width(&prefix);
+    let summary = event.kind.summary().unwrap_or_default();
+    let text = vec![Span::styled(
+        ctx.state.config.redactor().text(&summary).into_owned(),
+        style,
+    )];
+    Line {
+        prefix,
+        indent,
+        text,
     }
 }
 
@@ -133,7 +197,8 @@ mod tests {
     fn newest_is_at_the_bottom_and_scrolling_back_says_what_is_hidden() {
         let mut state = state();
         let text = panel_text(&mut state, Panel::Timeline, 80, 24, false);
-        let last = text.lines().rev().nth(1).unwrap();
+        // The newest line wraps over the last two rows.
+        let last = text.lines().rev().nth(2).unwrap();
         assert!(last.contains("10:09:50 ✖ fault webhook-slow"), "{text}");
         state.ui.timeline_scroll = 3;
         let text = panel_text(&mut state, Panel::Timeline, 80, 24, false);

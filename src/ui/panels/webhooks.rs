@@ -6,6 +6,9 @@
 //! ▲ telegram ✔  p50 120ms  p95 2.4s  p99 31s
 //!   1234 req · 200 1200 · 502 4 · timeouts 30 · errors 4 · retries 12
 //!   ▁▁▂▁▁▁▇█▁▁▂▁
+//! ◌ slack ✖ DOWN 10:08:12  p50 80ms  p95 95ms  p99 99ms
+//!   (upstream 127.0.0.1:9100: connection refused) · last 1m50s ago
+//!   210 req · 200 210 · tmout 0 · err 0 · retry 0
 //! ```
 
 use ratatui::Frame;
@@ -19,21 +22,25 @@ use crate::sources::SourceId;
 use crate::state::Panel;
 use crate::theme::Theme;
 use crate::ui::format;
-use crate::ui::widgets::badge::Health;
-use crate::ui::widgets::text::put_spans;
+use crate::ui::layout;
+use crate::ui::widgets::badge::{self, Health};
+use crate::ui::widgets::spark::Spark;
+use crate::ui::widgets::stale;
+use crate::ui::widgets::text::{Part, put_parts, put_wrapped, wrapped_rows};
 
-use super::{
-    CHART_WINDOW_MS, Kpi, PanelCtx, frame_panel, headline, more, not_configured, plan_rows, row,
-};
+use super::{CHART_WINDOW_MS, Kpi, PanelCtx, frame_panel, headline, more, not_configured, row};
 
-/// Counters shown after the status counts, with the style of a non-zero value.
-const COUNTERS: [(&str, Level); 3] = [
-    ("timeouts", Level::Warn),
-    ("errors", Level::Crit),
-    ("retries", Level::Warn),
+/// Counters shown after the status counts: their short labels, the style of a non-zero value,
+/// and how early they are left out of a narrow row (after the status counts; 0 never).
+const COUNTERS: [(&str, &str, Level, u8); 3] = [
+    ("timeouts", "tmout", Level::Warn, 0),
+    ("errors", "err", Level::Crit, 0),
+    ("retries", "retry", Level::Warn, 1),
 ];
 /// Rows a webhook needs for its two text lines.
 const TEXT_ROWS: u16 = 2;
+/// Rows the reason of a down webhook may wrap over.
+const REASON_ROWS: u16 = 2;
 
 pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
     let inner = frame_panel(frame, area, ctx, Panel::Webhooks);
@@ -60,32 +67,62 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         .collect();
     let body = headline(buf, inner, ctx, &kpis);
 
-    let min_rows = if body.height >= TEXT_ROWS * hooks.len() as u16 {
-        TEXT_ROWS
-    } else {
-        1
-    };
-    let plan = plan_rows(
-        hooks.len(),
-        body.height,
-        min_rows,
-        TEXT_ROWS + ctx.max_chart_rows(),
-    );
-    for (i, hook) in hooks.iter().take(plan.shown).enumerate() {
-        let area = Rect::new(
-            body.x,
-            body.y + i as u16 * plan.height,
-            body.width,
-            plan.height,
-        );
+    // Rows of text per webhook: its numbers and counts, and a line for why it is down.
+    let text_rows: Vec<u16> = hooks
+        .iter()
+        .map(|hook| {
+            TEXT_ROWS
+                + down_line(ctx, hook).map_or(0, |spans| {
+                    wrapped_rows(&spans, body.width.saturating_sub(2), REASON_ROWS)
+                })
+        })
+        .collect();
+    let max_chart = layout::max_chart_rows(body, ctx.zoomed);
+    let heights = plan_heights(&text_rows, body.height, max_chart);
+    let mut y = body.y;
+    for (i, (hook, height)) in hooks.iter().zip(&heights).enumerate() {
+        let area = Rect::new(body.x, y, body.width, *height);
         draw_webhook(buf, area, ctx, hook, i, theme);
+        y += height;
     }
     more(
         buf,
         row(body, body.height.saturating_sub(1)),
-        plan.hidden,
+        hooks.len() - heights.len(),
         ctx,
     );
+}
+
+/// Rows per webhook: its text rows when they all fit (only the first otherwise), then spare rows
+/// to the charts (up to `max_chart` each). When even one row each does not fit, the last row is
+/// kept for "… N more".
+fn plan_heights(text_rows: &[u16], available: u16, max_chart: u16) -> Vec<u16> {
+    let full: u16 = text_rows.iter().sum();
+    if full > available {
+        let n = text_rows.len() as u16;
+        let shown = if n <= available {
+            n
+        } else {
+            available.saturating_sub(1)
+        };
+        return vec![1; shown as usize];
+    }
+    let mut heights = text_rows.to_vec();
+    let mut spare = available - full;
+    while spare > 0 {
+        let mut grew = false;
+        for (h, t) in heights.iter_mut().zip(text_rows) {
+            if spare > 0 && *h - t < max_chart {
+                *h += 1;
+                spare -= 1;
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    heights
 }
 
 fn draw_webhook(
@@ -96,79 +133,165 @@ fn draw_webhook(
     index: usize,
     theme: &Theme,
 ) {
-    let health = ctx.health(&SourceId::webhook(&hook.name).0, true);
+    let source = SourceId::webhook(&hook.name).0;
+    let health = ctx.health(&source, true);
     let stale = health.is_stale();
     let plain = if stale { theme.stale() } else { theme.text() };
     let key = |field: &str| format!("webhook.{}.{field}", hook.name);
     let p95_key = key("latency_ms.p95");
 
-    let mut first = vec![
-        ctx.level_badge(&p95_key, stale),
+    let marker = if stale {
+        stale::marker(theme)
+    } else {
+        ctx.level_badge(&p95_key, false)
+    };
+    let name = vec![
+        marker,
         Span::raw(" "),
-        Span::styled(hook.name.clone(), theme.text()),
+        Span::styled(hook.name.clone(), plain),
         Span::raw(" "),
     ];
-    first.extend(health.short_spans(theme));
-    let [p50, p95, p99] = percentiles(ctx, hook, stale);
-    for (label, value, style) in [
-        ("p50", p50, plain),
-        ("p95", p95, ctx.value_style(&p95_key, stale)),
-        ("p99", p99, plain),
-    ] {
-        first.push(Span::styled(format!("  {label} "), theme.muted()));
-        first.push(Span::styled(format::or_dash(value, format::millis), style));
+    let mut head = Part::new(
+        name.iter()
+            .cloned()
+            .chain(health.short_spans(theme))
+            .collect(),
+    );
+    if let Health::Down { .. } = &health {
+        head = head.or(name
+            .into_iter()
+            .chain([Span::styled(format!("{} DOWN", badge::DOWN), theme.down())])
+            .collect());
     }
-    put_spans(buf, row(area, 0), &first);
-    if area.height < TEXT_ROWS {
+    let mut first = vec![head];
+    let [p50, p95, p99] = percentiles(ctx, hook, stale);
+    // p95 carries the threshold and stays; p50 goes first, then p99, when even the short forms
+    // do not fit.
+    for (label, value, style, drop) in [
+        ("p50", p50, plain, 2),
+        ("p95", p95, ctx.value_style(&p95_key, stale), 0),
+        ("p99", p99, plain, 1),
+    ] {
+        let number = format::or_dash(value, format::millis);
+        first.push(
+            Part::new(vec![
+                Span::styled(format!("  {label} "), theme.muted()),
+                Span::styled(number.clone(), style),
+            ])
+            .or(vec![
+                Span::styled(format!(" {label} "), theme.muted()),
+                Span::styled(number, style),
+            ])
+            .drop(drop),
+        );
+    }
+    put_parts(buf, row(area, 0), &first);
+    let mut next = 1;
+    if let Some(spans) = down_line(ctx, hook) {
+        // Why it is down, and how old the numbers are, on rows of their own.
+        let rows = wrapped_rows(&spans, area.width.saturating_sub(2), REASON_ROWS);
+        if area.height < next + rows + 1 {
+            return;
+        }
+        let reason = Rect::new(
+            area.x + 2,
+            area.y + next,
+            area.width.saturating_sub(2),
+            rows,
+        );
+        next += put_wrapped(buf, reason, &spans, rows);
+    }
+    if area.height <= next {
         return;
     }
 
-    let mut second = vec![Span::raw("  ")];
-    // Why it is down comes first, before the (stale) counts.
-    if let Health::Down { reason, .. } = &health {
-        second.push(Span::styled(format!("({reason}) "), theme.down()));
-    }
-    second.extend([
+    let mut second = vec![Part::new(vec![
+        Span::raw("  "),
         Span::styled(
             format::or_dash(ctx.metric(&key("requests"), stale), format::count),
             plain,
         ),
         Span::styled(" req", theme.muted()),
-    ]);
+    ])];
     let status_prefix = key("status.");
     for status_key in ctx.state.metrics.keys_with_prefix(&status_prefix) {
         let code = &status_key[status_prefix.len()..];
         let Some(n) = ctx.metric(status_key, stale) else {
             continue;
         };
-        second.push(Span::styled(" · ", theme.muted()));
-        second.push(Span::styled(
-            format!("{code} "),
-            status_style(code, stale, theme),
-        ));
-        second.push(Span::styled(format::count(n), plain));
+        // In a narrow row 2xx go first, then the failures (timeouts and errors say it too).
+        let drop = if code.starts_with('2') { 3 } else { 2 };
+        second.push(
+            Part::new(vec![
+                Span::styled(" · ", theme.muted()),
+                Span::styled(format!("{code} "), status_style(code, stale, theme)),
+                Span::styled(format::count(n), plain),
+            ])
+            .drop(drop),
+        );
     }
-    for (field, level) in COUNTERS {
+    for (field, short, level, drop) in COUNTERS {
         let value = ctx.metric(&key(field), stale);
         let style = match value {
             Some(v) if v > 0.0 && !stale => theme.level(level),
             _ => plain,
         };
-        second.push(Span::styled(format!(" · {field} "), theme.muted()));
-        second.push(Span::styled(format::or_dash(value, format::count), style));
+        let number = format::or_dash(value, format::count);
+        second.push(
+            Part::new(vec![
+                Span::styled(format!(" · {field} "), theme.muted()),
+                Span::styled(number.clone(), style),
+            ])
+            .or(vec![
+                Span::styled(format!(" · {short} "), theme.muted()),
+                Span::styled(number, style),
+            ])
+            .drop(drop),
+        );
     }
-    put_spans(buf, row(area, 1), &second);
+    put_parts(buf, row(area, next), &second);
+    next += 1;
+    if area.height <= next {
+        return;
+    }
 
     let chart = Rect::new(
         area.x + 2,
-        area.y + TEXT_ROWS,
+        area.y + next,
         area.width.saturating_sub(2),
-        area.height - TEXT_ROWS,
+        area.height - next,
     );
-    ctx.spark(&key("latency_ms"), stale, index)
-        .threshold(ctx.threshold(&p95_key))
-        .axis(format::millis)
-        .render(buf, chart, theme);
+    Spark::new(
+        ctx.series(&key("latency_ms")),
+        ctx.state.now_ms,
+        layout::chart_window_ms(chart.width),
+    )
+    .fault_spans(&ctx.state.faults.spans)
+    .threshold(ctx.threshold(&p95_key))
+    .stale(stale)
+    .color(theme.series(index))
+    .axis(format::millis)
+    .render(buf, chart, theme);
+}
+
+/// `(upstream …: connection refused) · last 1m50s ago` for a webhook that is down.
+fn down_line(ctx: &PanelCtx<'_>, hook: &WebhookConfig) -> Option<Vec<Span<'static>>> {
+    let source = SourceId::webhook(&hook.name).0;
+    let Health::Down { reason, .. } = ctx.health(&source, true) else {
+        return None;
+    };
+    let age = stale::age_ms(
+        ctx.state,
+        &format!("webhook.{}.latency_ms", hook.name),
+        &source,
+    );
+    Some(vec![
+        Span::styled(format!("({reason})"), ctx.theme.down()),
+        Span::styled(
+            format!(" · last value {}", format::ago(age)),
+            ctx.theme.stale(),
+        ),
+    ])
 }
 
 /// p50/p95/p99 as the source computed them, or from the raw latencies of the window when it has

@@ -38,7 +38,12 @@ pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme)
             format!(" {} {} ", badge::WARN, confirm.title),
             warn.add_modifier(Modifier::BOLD),
         )],
-        KeyContext::Confirm,
+        // A typed confirm answers to its own keys (y is a letter of the word there).
+        if confirm.typed.is_some() {
+            KeyContext::TypedConfirm
+        } else {
+            KeyContext::Confirm
+        },
         warn,
         theme,
     );
@@ -91,19 +96,44 @@ pub fn render(frame: &mut Frame, screen: Rect, confirm: &Confirm, theme: &Theme)
 
 #[cfg(test)]
 mod tests {
+    use crate::state::Mode;
     use crate::ui::test_support::*;
 
+    /// The popup the app itself opens for a catalog fault's key, drawn from the app's state.
     #[test]
     fn snapshots_at_both_sizes_name_target_blast_radius_and_keys() {
-        let mut state = state();
-        state.ui.mode = confirm_mode();
+        let mut live = LiveApp::new("confirm", "");
+        live.at(61_000).key('2');
+        assert!(matches!(live.app.state.ui.mode, Mode::Confirm(_)));
         for (w, h) in SIZES {
-            let text = screen_text(&draw(&state, &theme(), w, h));
-            assert!(text.contains("Trigger fault 2: pg-hold"));
-            assert!(text.contains("target: postgres"));
-            assert!(text.contains("blast radius"));
+            let text = live.screen(w, h);
+            assert!(text.contains("Inject pg-hold?"), "{text}");
+            assert!(text.contains("Blast radius"), "{text}");
+            assert!(text.contains("Touches now: resolving…"), "{text}");
             assert!(text.contains("y / enter yes · n / esc no"), "{text}");
             insta::assert_snapshot!(format!("confirm_{w}x{h}"), text);
         }
+    }
+
+    /// On a production console the app asks for the environment's name to be typed.
+    #[test]
+    fn a_production_console_asks_for_the_name_typed() {
+        let mut live = LiveApp::new(
+            "confirm-production",
+            "environment = \"prod-eu\"\nproduction = true",
+        );
+        live.app.state.allow_production = true;
+        live.at(61_000).key('1');
+        let text = live.screen(80, 24);
+        assert!(
+            matches!(&live.app.state.ui.mode, Mode::Confirm(c) if c.typed.is_some()),
+            "{text}"
+        );
+        assert!(text.contains("Environment: prod-eu"), "{text}");
+        assert!(
+            !text.contains("y / enter yes"),
+            "the popup's keys are the typed ones: {text}"
+        );
+        insta::assert_snapshot!("confirm_production_80x24", text);
     }
 }

@@ -3,11 +3,14 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
 use ratatui::text::Span;
 
 use crate::metrics::Level;
 use crate::theme::Theme;
 use crate::ui::format;
+use crate::ui::widgets::text::{Part, put_parts, put_wrapped};
 
 pub const OK: &str = "✔";
 pub const WARN: &str = "▲";
@@ -83,4 +86,56 @@ impl Health<'_> {
             other => other.spans(theme),
         }
     }
+}
+
+/// A source's status line: `✔ up  rtt 1.3ms  nats://127.0.0.1:4222` on the first row of `area`,
+/// the `extras` (values) after the badge and the URL last, shortened to its host and port when
+/// the row is narrow. When the source is down the first row says since when and the reason gets
+/// the rows below, up to `reason_rows`. Returns the rows used.
+pub fn status_line(
+    buf: &mut Buffer,
+    area: Rect,
+    health: &Health<'_>,
+    extras: Vec<Part<'_>>,
+    url: &str,
+    reason_rows: u16,
+    theme: &Theme,
+) -> u16 {
+    if area.is_empty() {
+        return 0;
+    }
+    let head = match health {
+        Health::Down { since, .. } => vec![Span::styled(
+            format!("{DOWN} DOWN since {}", format::clock(*since)),
+            theme.down(),
+        )],
+        other => other.spans(theme),
+    };
+    let mut parts = vec![Part::new(head)];
+    parts.extend(extras);
+    if !url.is_empty() {
+        parts.push(
+            Part::new(vec![Span::styled(format!("  {url}"), theme.muted())])
+                .or(vec![Span::styled(
+                    format!("  {}", format::host_path(url)),
+                    theme.muted(),
+                )])
+                .or(vec![Span::styled(
+                    format!("  {}", format::host_port(url)),
+                    theme.muted(),
+                )])
+                .drop(1),
+        );
+    }
+    put_parts(buf, Rect::new(area.x, area.y, area.width, 1), &parts);
+    let Health::Down { reason, .. } = health else {
+        return 1;
+    };
+    let below = Rect::new(area.x, area.y + 1, area.width, area.height - 1);
+    1 + put_wrapped(
+        buf,
+        below,
+        &[Span::styled(format!("({reason})"), theme.down())],
+        reason_rows,
+    )
 }

@@ -5,4 +5,5 @@ pub mod big_number;
 pub mod columns;
 pub mod gauge;
 pub mod spark;
+pub mod stale;
 pub mod text;
