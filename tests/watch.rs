@@ -145,7 +145,8 @@ fn slow_copier(
 #[test]
 fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
     let dir = test_dir("watch");
-    let (mut demo, demo_config) = headless_demo(&dir, 5.0);
+    let (demo, demo_config) = headless_demo(&dir, 5.0);
+    let _demo = StopOnDrop(demo);
     let config = config_with_quick_scenario(&demo_config, &dir);
     let config_arg = config.display().to_string();
     let repo = Path::new(REPO);
@@ -169,7 +170,10 @@ fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
     let artifacts = std::fs::read_to_string(&config)
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("artifacts = ").map(|v| v.trim_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("artifacts = ")
+                .map(|v| v.trim_matches('"').to_string())
+        })
         .map(PathBuf::from)
         .expect("the demo config names its artifacts dir");
     let timeline = artifacts.join("watched/timeline.jsonl");
@@ -216,7 +220,7 @@ fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
 
     // A scenario: its phases and its verdict.
     console.keys("s");
-    console.wait_for("Quick partition", Duration::from_secs(5));
+    console.wait_for("Run a scenario", Duration::from_secs(5));
     console.keys("\r");
     console.wait_for("Run scenario", Duration::from_secs(5));
     console.keys("y");
@@ -264,15 +268,24 @@ fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
     replay.wait_for("REPLAY ▶ 5×", Duration::from_secs(5));
     let _ = std::fs::remove_file(session.join("report.md"));
     replay.keys("x");
-    wait_until("the replay exports the report", Duration::from_secs(10), || {
-        session.join("report.md").exists()
-    });
+    wait_until(
+        "the replay exports the report",
+        Duration::from_secs(10),
+        || session.join("report.md").exists(),
+    );
     replay.keys("q");
     assert!(replay.wait_exit(Duration::from_secs(10)).success());
+}
 
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(demo.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = demo.wait();
+/// The lab stops with the test, passed or failed.
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
 }

@@ -454,4 +454,3 @@ pub fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
         .expect("the demo says where its config is");
     (demo, config)
 }
-

@@ -180,6 +180,12 @@ fn a_replay_draws_the_panels_the_console_drew_at_each_instant() {
             frames.push((instant, rig.frame()));
         }
     }
+    // The session ends (a replay goes no further than its last line).
+    rig.at(41_000)
+        .app
+        .record(crate::timeline::EventKind::SessionEnd {
+            reason: "key q".into(),
+        });
     let dir = rig.app.state.session.dir.clone();
     drop(rig);
 
