@@ -66,3 +66,31 @@ fn the_module_table_names_every_source_file_and_nothing_else() {
         "ARCHITECTURE.md's module table names what is not in src/: {stale:?}"
     );
 }
+
+/// Watchers and replays are read-only by construction: nothing under `src/watch/` reaches the
+/// fault engine, the ledger, the proxy daemon, the dead-man agent, or the app that writes a
+/// timeline.
+#[test]
+fn viewers_import_nothing_that_can_change_the_system() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = BTreeSet::new();
+    source_files(&root.join("src/watch"), "src/watch/", &mut files);
+    assert!(files.len() >= 4, "{files:?}");
+    let forbidden = [
+        "crate::ledger",
+        "crate::proxy",
+        "crate::faults::engine",
+        "crate::faults::recovery",
+        "crate::guard",
+        "crate::console",
+        "crate::app",
+        "Timeline::",
+        "ProxyClient",
+    ];
+    for file in &files {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for word in forbidden {
+            assert!(!text.contains(word), "{file} mentions {word}");
+        }
+    }
+}

@@ -275,6 +275,149 @@ fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
     );
     replay.keys("q");
     assert!(replay.wait_exit(Duration::from_secs(10)).success());
+
+    every_key_leaves_the_system_alone(repo, &artifacts, &session_arg, &config_arg);
+}
+
+/// What a viewer must never change: the fault ledger, the proxy daemon's consoles, listeners
+/// and faults, and the lab's broker and database.
+fn system_state(artifacts: &Path) -> (Vec<u8>, Vec<String>, Vec<(u32, bool)>) {
+    let ledger = std::fs::read(artifacts.join("ledger.json")).unwrap_or_default();
+    let status = support::gameday(
+        artifacts,
+        &["proxy", "status", "--dir", &artifacts.display().to_string()],
+    );
+    assert!(status.status.success(), "{status:?}");
+    // Counters move with the lab's traffic; who is attached, what listens and which faults
+    // are applied must not.
+    let daemon = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("proxy daemon pid"))
+        .map(|l| {
+            let l = l.split(';').next().unwrap_or(l);
+            l.split(", heard from").next().unwrap_or(l).to_string()
+        })
+        .collect();
+    let dir = artifacts.display().to_string();
+    let targets = support::processes()
+        .into_iter()
+        .filter(|(_, args)| {
+            args.iter().any(|a| a.contains(&dir))
+                && args
+                    .first()
+                    .is_some_and(|exe| exe.ends_with("nats-server") || exe.ends_with("postgres"))
+        })
+        // Running or sleeping comes and goes; stopped (T) must not.
+        .map(|(pid, _)| (pid, process_state(pid).eq_ignore_ascii_case("t")))
+        .collect();
+    (ledger, daemon, targets)
+}
+
+/// The state letter of `/proc/<pid>/stat` (R, S, T…).
+fn process_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(") ")
+        .next()
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The socket inodes `pid` holds.
+fn sockets_of(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|target| {
+                    let target = target.display().to_string();
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sockets of `pid` that lead anywhere but back into `pid` (its runtime's own wake-up
+/// pairs are fine): a unix socket whose peer another process holds, or any network socket.
+fn sockets_leading_out(pid: u32) -> Vec<String> {
+    let own = sockets_of(pid);
+    let ss = std::process::Command::new("ss")
+        .args(["-x", "-a", "-n"])
+        .output()
+        .expect("ss (iproute2) runs");
+    // Netid State Recv-Q Send-Q Local-Address Local-Port(inode) Peer-Address Peer-Port(inode)
+    let peers: std::collections::HashMap<u64, (u64, String)> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local: u64 = fields.get(5)?.parse().ok()?;
+            let peer: u64 = fields.get(7)?.parse().unwrap_or(0);
+            Some((local, (peer, fields.get(4)?.to_string())))
+        })
+        .collect();
+    own.iter()
+        .filter_map(|inode| match peers.get(inode) {
+            None => Some(format!("socket {inode}: not a unix socket (network?)")),
+            Some((peer, _)) if own.contains(peer) => None,
+            Some((peer, path)) => Some(format!("socket {inode} ({path}) connected to {peer}")),
+        })
+        .collect()
+}
+
+/// Every key of every table, and then some, pressed on a watcher and on a replay.
+fn every_key_leaves_the_system_alone(repo: &Path, artifacts: &Path, session: &str, config: &str) {
+    let before = system_state(artifacts);
+    assert!(!before.2.is_empty(), "the lab's broker and database run");
+    let mut watcher = Console::spawn(repo, &["watch", "watched", "--config", config], 120, 40);
+    let mut replay = Console::spawn(repo, &["replay", session, "--config", config], 120, 40);
+    watcher.wait_for("WATCH", Duration::from_secs(30));
+    replay.wait_for("REPLAY", Duration::from_secs(30));
+    let printable: String = (' '..='~').filter(|c| *c != 'q').collect();
+    let special = [
+        "\r",
+        "\t",
+        "\x1b[Z",
+        "\x1b[A",
+        "\x1b[B",
+        "\x1b[C",
+        "\x1b[D",
+        "\x1b[1;2C",
+        "\x1b[1;2D",
+        "\x7f",
+        "\x1b",
+    ];
+    for viewer in [&mut watcher, &mut replay] {
+        for c in printable.chars() {
+            viewer.keys(&c.to_string());
+        }
+        for key in special {
+            viewer.keys(key);
+            // A lone escape is told from a sequence by a pause.
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        // Help open or closed, zoomed or not: both still draw and run.
+        viewer.keys("\x1b");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // No daemon control socket, no broker, no database: every socket leads back to itself.
+    for viewer in [&watcher, &replay] {
+        let out = sockets_leading_out(viewer.pid());
+        assert!(out.is_empty(), "a viewer reaches out: {out:?}");
+    }
+    let after = system_state(artifacts);
+    assert_eq!(before.0, after.0, "the ledger is untouched");
+    assert_eq!(before.1, after.1, "the proxy daemon is untouched");
+    assert_eq!(before.2, after.2, "the lab's processes are untouched");
+    for viewer in [&mut watcher, &mut replay] {
+        viewer.keys("q");
+        assert!(viewer.wait_exit(Duration::from_secs(10)).success());
+    }
 }
 
 /// The lab stops with the test, passed or failed.
