@@ -251,6 +251,7 @@ fn watchers_follow_a_live_drill_within_a_second_and_a_replay_plays_it_back() {
     assert!(watcher.wait_exit(Duration::from_secs(10)).success());
     drop(piped);
     let _ = copier_child.kill();
+    let _ = copier_child.wait();
 
     // The finished session played back: jump to the first fault, play, and export the report.
     let session = timeline.parent().unwrap().to_path_buf();

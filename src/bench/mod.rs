@@ -8,6 +8,7 @@
 pub mod faults;
 pub mod network;
 pub mod render;
+pub mod replay;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ pub struct BenchArgs {
     /// Far fewer iterations: a few seconds instead of up to ~30, rougher figures.
     #[arg(long)]
     pub quick: bool,
+    /// Only these measurements (render, replay, network, faults); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// How many iterations each measurement runs.
@@ -274,22 +278,38 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Ok(measured) => rows.extend(measured),
         Err(err) => failures.push(format!("{what}: {err}")),
     };
-    take("render", render::measure(effort));
-    match runtime() {
-        Ok(runtime) => {
-            take(
-                "network",
-                runtime.block_on(network::measure_in(
-                    &scratch_dir(artifacts, "network"),
-                    effort,
-                )),
-            );
-            take(
-                "faults",
-                runtime.block_on(faults::measure(&scratch_dir(artifacts, "faults"), effort)),
-            );
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wanted("render") {
+        take("render", render::measure(effort));
+    }
+    if wanted("replay") {
+        take(
+            "replay",
+            replay::measure(&scratch_dir(artifacts, "replay"), effort),
+        );
+    }
+    if wanted("network") || wanted("faults") {
+        match runtime() {
+            Ok(runtime) => {
+                if wanted("network") {
+                    take(
+                        "network",
+                        runtime.block_on(network::measure_in(
+                            &scratch_dir(artifacts, "network"),
+                            effort,
+                        )),
+                    );
+                }
+                if wanted("faults") {
+                    take(
+                        "faults",
+                        runtime
+                            .block_on(faults::measure(&scratch_dir(artifacts, "faults"), effort)),
+                    );
+                }
+            }
+            Err(err) => failures.push(format!("tokio runtime: {err}")),
         }
-        Err(err) => failures.push(format!("tokio runtime: {err}")),
     }
     // Each rig removed its own directory; drop the parent too when nothing else is in it.
     let _ = std::fs::remove_dir(artifacts.join("bench"));

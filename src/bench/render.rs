@@ -21,7 +21,8 @@ pub const HEIGHT: u16 = 48;
 pub const FRAME_BUDGET: Duration = Duration::from_millis(2);
 const HOUR_S: u64 = 3600;
 
-const CONFIG: &str = r#"
+/// The estate the dashboard bench draws (and the replay bench records).
+pub const CONFIG: &str = r#"
 [console]
 sample_interval = "1s"
 history = "1h"

@@ -227,3 +227,150 @@ fn spans(events: &[TimelineEvent]) -> Vec<FaultSpan> {
     }
     board.spans
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keymap::{self, KeyContext};
+    use crate::state::Mode;
+    use crate::ui::test_support::{draw, screen_text, theme};
+
+    fn line(kind: EventKind, offset_ms: u64) -> String {
+        let event = TimelineEvent {
+            ts: "2026-12-01T10:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                + chrono::Duration::milliseconds(offset_ms as i64),
+            offset_ms,
+            kind,
+        };
+        format!("{}\n", serde_json::to_string(&event).unwrap())
+    }
+
+    fn session(name: &str, body: &[u8]) -> PathBuf {
+        let dir = crate::services::testing::test_dir(name);
+        std::fs::write(dir.join(crate::timeline::FILE_NAME), body).unwrap();
+        dir
+    }
+
+    fn start() -> String {
+        line(
+            EventKind::SessionStart {
+                session: "garbage".into(),
+                config: "gameday.toml".into(),
+                version: "0.1.0".into(),
+                schema: crate::timeline::SCHEMA,
+                thresholds: Default::default(),
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn garbage_binary_and_a_10_mb_line_are_counted_and_shown_never_fatal() {
+        let mut body = start().into_bytes();
+        body.extend_from_slice(b"this is not json\n");
+        body.extend_from_slice(&[0x00, 0xff, 0x13, 0x37, b'\n']);
+        body.extend(std::iter::repeat_n(b'{', 10 << 20));
+        body.push(b'\n');
+        body.extend_from_slice(
+            line(
+                EventKind::Mark {
+                    label: "after the garbage".into(),
+                },
+                5_000,
+            )
+            .as_bytes(),
+        );
+        let dir = session("replay-garbage", &body);
+        let mut replay = Replay::open(&dir, "dark".into()).unwrap();
+        replay.seek(5_000);
+        let Role::Replay(r) = &replay.state().ui.role else {
+            panic!("a replay")
+        };
+        assert_eq!(r.malformed, 3);
+        let screen = screen_text(&draw(replay.state(), &theme(), 160, 49));
+        assert!(screen.contains("3 malformed line(s) skipped"), "{screen}");
+        assert!(screen.contains("mark: after the garbage"), "{screen}");
+    }
+
+    #[test]
+    fn a_file_of_nothing_but_garbage_is_an_error_naming_it() {
+        let dir = session("replay-nothing", b"garbage\n\x00\x01\n");
+        let Err(e) = Replay::open(&dir, "dark".into()) else {
+            panic!("no event, no replay")
+        };
+        assert!(e.contains("timeline.jsonl: no timeline event"), "{e}");
+    }
+
+    #[test]
+    fn seeking_jumping_and_speed_move_the_position_the_way_the_keys_say() {
+        let mut body = start();
+        for (at, label) in [(10_000, "one"), (70_000, "two"), (130_000, "three")] {
+            body.push_str(&line(
+                EventKind::Mark {
+                    label: label.into(),
+                },
+                at,
+            ));
+        }
+        let dir = session("replay-keys", body.as_bytes());
+        let mut replay = Replay::open(&dir, "dark".into()).unwrap();
+        assert_eq!(replay.position_ms(), 0);
+        replay.jump(true);
+        assert_eq!(replay.position_ms(), 10_000);
+        replay.jump(true);
+        assert_eq!(replay.position_ms(), 70_000);
+        replay.jump(false);
+        assert_eq!(replay.position_ms(), 10_000);
+        replay.seek_by(60_000);
+        assert_eq!(replay.state().timeline.len(), 3, "start, one, two");
+        replay.seek_by(-65_000);
+        assert_eq!(replay.position_ms(), 5_000);
+        assert_eq!(
+            replay.state().timeline.len(),
+            1,
+            "back before the first mark"
+        );
+        replay.seek_by(-10_000);
+        assert_eq!(replay.position_ms(), 0);
+        for _ in 0..10 {
+            replay.change_speed(1);
+        }
+        replay.toggle_play();
+        replay.advance(1_000);
+        assert_eq!(replay.position_ms(), 60_000, "60× for one second");
+        for _ in 0..10 {
+            replay.change_speed(-1);
+        }
+        replay.advance(1_000);
+        assert_eq!(replay.position_ms(), 61_000);
+        replay.advance(100_000);
+        assert_eq!(replay.position_ms(), 130_000, "stops at the end");
+        let Role::Replay(r) = &replay.state().ui.role else {
+            panic!("a replay")
+        };
+        assert!(!r.playing, "paused at the end");
+    }
+
+    #[test]
+    fn the_help_of_a_replay_lists_every_key_of_its_table() {
+        let dir = session("replay-help", start().as_bytes());
+        let mut replay = Replay::open(&dir, "dark".into()).unwrap();
+        replay.state_mut().ui.mode = Mode::Help;
+        let screen = screen_text(&draw(replay.state(), &theme(), 160, 49));
+        for binding in keymap::table(KeyContext::Replay) {
+            assert!(
+                screen.contains(binding.help),
+                "{}: {}",
+                binding.label,
+                binding.help
+            );
+        }
+        assert!(
+            !screen.contains(keymap::FAULT_KEYS_HELP),
+            "no fault keys on a replay"
+        );
+        insta::assert_snapshot!("replay_help_160x49", screen);
+    }
+}
