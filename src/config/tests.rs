@@ -154,3 +154,50 @@ fn the_fault_catalog_resolves_targets_keys_and_leases() {
     }
     assert_eq!(c.processes[0].ready.as_deref(), Some("127.0.0.1:4222"));
 }
+
+#[test]
+fn the_view_a_session_records_masks_every_secret_and_reads_back_the_same() {
+    let config = Config::from_text(
+        Path::new("gameday.toml"),
+        r#"
+[nats]
+url = "nats://ops:nats-pass-1@127.0.0.1:4222"
+token = "nats-token-2"
+
+[postgres]
+url = "postgres://app:pg-pass-3@127.0.0.1:5432/tasks"
+admin_url = "postgres://admin:pg-admin-4@127.0.0.1:5432/tasks"
+
+[[webhook]]
+name = "telegram"
+listen = "127.0.0.1:18080"
+upstream = "http://127.0.0.1:9000/bot123456:bot-token-5"
+
+[[probe]]
+name = "api"
+url = "http://127.0.0.1:8000/tasks?token=probe-token-6"
+headers = { Authorization = "Bearer header-secret-7", X-Trace = "plain" }
+"#,
+    )
+    .unwrap();
+    let view = config.view();
+    let json = serde_json::to_string(&view).unwrap();
+    for secret in [
+        "nats-pass-1",
+        "nats-token-2",
+        "pg-pass-3",
+        "pg-admin-4",
+        "bot-token-5",
+        "probe-token-6",
+        "header-secret-7",
+    ] {
+        assert!(!json.contains(secret), "{secret} in {json}");
+    }
+    assert!(json.contains("127.0.0.1:5432/tasks"), "{json}");
+    assert!(json.contains("plain"), "non-secret headers stay");
+    let back: View = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, view);
+    let drawn = Config::from_view("gameday.toml".into(), back);
+    assert_eq!(drawn.probes[0].name, "api");
+    assert!(drawn.faults.is_empty() && drawn.containers.is_empty());
+}

@@ -245,3 +245,24 @@ fn a_watcher_of_a_truncated_or_restarted_stream_starts_over() {
     assert!(projection.state.faults.active.is_empty());
     assert_eq!(projection.state.session.name, "");
 }
+
+#[test]
+fn a_first_schema_file_without_setup_still_replays() {
+    // Written before `schema` and `setup` existed: no schema field, samples once per tick.
+    let dir = crate::services::testing::test_dir("replay-schema-1");
+    let lines = [
+        r#"{"ts":"2026-11-28T10:00:00Z","offset_ms":0,"kind":"session_start","session":"old","config":"/nonexistent/gameday.toml","version":"0.1.0"}"#,
+        r#"{"ts":"2026-11-28T10:00:01Z","offset_ms":1000,"kind":"source_up","source":"nats"}"#,
+        r#"{"ts":"2026-11-28T10:00:02Z","offset_ms":2000,"kind":"samples","points":[["nats.up",1.0],["nats.rtt_ms",0.5]]}"#,
+        r#"{"ts":"2026-11-28T10:00:03Z","offset_ms":3000,"kind":"fault","id":"f1","name":"pg-hold","phase":"requested","target":"postgres"}"#,
+        r#"{"ts":"2026-11-28T10:00:03Z","offset_ms":3100,"kind":"fault","id":"f1","name":"pg-hold","phase":"applied","target":"postgres"}"#,
+    ];
+    std::fs::write(dir.join("timeline.jsonl"), lines.join("\n") + "\n").unwrap();
+    let mut replay = Replay::open(&dir, "dark".into()).unwrap();
+    replay.seek(u64::MAX);
+    let state = replay.state();
+    assert_eq!(state.session.name, "old");
+    assert_eq!(state.metrics.current("nats.rtt_ms"), Some(0.5));
+    assert_eq!(state.faults.active.len(), 1);
+    assert!(state.source("nats").is_some_and(|s| s.status.is_up()));
+}
