@@ -189,6 +189,32 @@ pub struct FaultStep<'a> {
     pub lease_ms: Option<u64>,
 }
 
+impl<'a> FaultStep<'a> {
+    /// The step a recorded fault line tells; `None` for any other line.
+    pub fn of(kind: &'a crate::timeline::EventKind) -> Option<FaultStep<'a>> {
+        let crate::timeline::EventKind::Fault {
+            id,
+            name,
+            phase,
+            target,
+            detail,
+            lease_ms,
+            ..
+        } = kind
+        else {
+            return None;
+        };
+        Some(FaultStep {
+            id,
+            name,
+            target,
+            phase: *phase,
+            detail,
+            lease_ms: *lease_ms,
+        })
+    }
+}
+
 impl FaultBoard {
     /// The board after `step` at `at_ms`: the active list and the chart spans. The console
     /// applies its engine's reports with this, viewers the recorded fault lines.

@@ -112,26 +112,10 @@ impl Projection {
                     state.metrics.record(at, key, *value);
                 }
             }
-            EventKind::Fault {
-                id,
-                name,
-                phase,
-                target,
-                detail,
-                lease_ms,
-                ..
-            } => {
-                state.faults.apply(
-                    FaultStep {
-                        id,
-                        name,
-                        target,
-                        phase: *phase,
-                        detail,
-                        lease_ms: *lease_ms,
-                    },
-                    at,
-                );
+            kind @ EventKind::Fault { .. } => {
+                if let Some(step) = FaultStep::of(kind) {
+                    state.faults.apply(step, at);
+                }
                 let max = state.faults.active.len().saturating_sub(1);
                 state.ui.selected_fault = state.ui.selected_fault.min(max);
             }

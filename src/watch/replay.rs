@@ -202,27 +202,8 @@ fn moments(events: &[TimelineEvent]) -> Vec<Moment> {
 fn spans(events: &[TimelineEvent]) -> Vec<FaultSpan> {
     let mut board = crate::state::FaultBoard::default();
     for e in events {
-        if let EventKind::Fault {
-            id,
-            name,
-            phase,
-            target,
-            detail,
-            lease_ms,
-            ..
-        } = &e.kind
-        {
-            board.apply(
-                crate::state::FaultStep {
-                    id,
-                    name,
-                    target,
-                    phase: *phase,
-                    detail,
-                    lease_ms: *lease_ms,
-                },
-                e.offset_ms,
-            );
+        if let Some(step) = crate::state::FaultStep::of(&e.kind) {
+            board.apply(step, e.offset_ms);
         }
     }
     board.spans
