@@ -109,6 +109,17 @@ pub async fn targets(config: &Arc<Config>) -> Vec<Row> {
             "postgres",
         ));
     }
+    for b in &config.pgbouncers {
+        rows.push(status_row(
+            crate::sources::pgbouncer::source_id(&b.name),
+            format!(
+                "{} ({})",
+                b.name,
+                redact.text(&crate::redact::url(&b.url))
+            ),
+            "pgbouncer",
+        ));
+    }
     for p in &config.probes {
         rows.push(status_row(
             SourceId::probe(&p.name),

@@ -41,6 +41,12 @@ pub async fn collect(
     if config.postgres.is_some() {
         expected.push(SourceId::postgres());
     }
+    expected.extend(
+        config
+            .pgbouncers
+            .iter()
+            .map(|b| sources::pgbouncer::source_id(&b.name)),
+    );
     expected.extend(config.probes.iter().map(|p| SourceId::probe(&p.name)));
     // Webhook records only exist while traffic flows: watch them for the duration, do not wait.
     // Read-only: look at a running daemon, never attach to one, configure it or start one.

@@ -1,5 +1,5 @@
 //! The fault catalog (`[[fault]]`) and the targets faults may touch (`[[proxy]]`,
-//! `[[container]]`, `[[process]]`, `[postgres]`, `[nats]`). Declaring a target is what allows it:
+//! `[[container]]`, `[[process]]`, `[postgres]`, `[nats]`, `[[pgbouncer]]`). Declaring a target is what allows it:
 //! nothing outside these tables is ever touched.
 //!
 //! A fault is one flat table: `name`, `kind`, `target`, optional `key` and `duration`, and the
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::faults::spec::{
-    ContainerAction, ContainerSelector, ContainerTarget, FaultSpec, HoldState, ProcessAction,
+    BouncerAction, ContainerAction, ContainerSelector, ContainerTarget, FaultSpec, HoldState, ProcessAction,
     ProcessTarget,
 };
 use crate::proxy::{Direction, Fault as ProxyFault, TcpFault, WebhookFault};
@@ -107,6 +107,9 @@ pub(super) struct RawFault {
     payload_bytes: Option<usize>,
     stream: Option<String>,
     consumer: Option<String>,
+    // pgbouncer
+    database: Option<String>,
+    pool_size: Option<u32>,
 }
 
 /// A catalog fault, ready to inject.
@@ -128,6 +131,7 @@ enum TargetKind {
     Process,
     Postgres,
     Nats,
+    PgBouncer,
 }
 
 impl TargetKind {
@@ -139,6 +143,7 @@ impl TargetKind {
             TargetKind::Process => "a [[process]] name",
             TargetKind::Postgres => "\"postgres\" (the [postgres] section)",
             TargetKind::Nats => "\"nats\" (the [nats] section)",
+            TargetKind::PgBouncer => "a [[pgbouncer]] name",
         }
     }
 }
@@ -235,11 +240,25 @@ const KINDS: &[(&str, TargetKind, &[&str], &[&str])] = &[
         &["stream", "consumer"],
         &[],
     ),
+    ("pgbouncer_pause", TargetKind::PgBouncer, &["database"], &[]),
+    (
+        "pgbouncer_disable",
+        TargetKind::PgBouncer,
+        &["database"],
+        &[],
+    ),
+    ("pgbouncer_kill", TargetKind::PgBouncer, &["database"], &[]),
+    (
+        "pgbouncer_pool_size",
+        TargetKind::PgBouncer,
+        &["pool_size"],
+        &[],
+    ),
 ];
 
 /// Parameters a fault table may hold besides the common keys, in declaration order.
 fn params_present(f: &RawFault) -> Vec<&'static str> {
-    let flags: [(&'static str, bool); 27] = [
+    let flags: [(&'static str, bool); 29] = [
         ("latency", f.latency.is_some()),
         ("jitter", f.jitter.is_some()),
         ("direction", f.direction.is_some()),
@@ -267,6 +286,8 @@ fn params_present(f: &RawFault) -> Vec<&'static str> {
         ("payload_bytes", f.payload_bytes.is_some()),
         ("stream", f.stream.is_some()),
         ("consumer", f.consumer.is_some()),
+        ("database", f.database.is_some()),
+        ("pool_size", f.pool_size.is_some()),
     ];
     flags
         .iter()
@@ -283,6 +304,7 @@ pub(super) struct Targets<'a> {
     pub processes: &'a [RawProcess],
     pub postgres: bool,
     pub nats: bool,
+    pub pgbouncers: Vec<&'a str>,
 }
 
 pub(super) fn check_proxies(doc: &TomlDoc, proxies: &[ProxyConfig]) -> Result<(), InputError> {
@@ -514,6 +536,7 @@ fn resolve_target(
         TargetKind::Process => t.processes.iter().any(|p| p.name == target),
         TargetKind::Postgres => target == "postgres" && t.postgres,
         TargetKind::Nats => target == "nats" && t.nats,
+        TargetKind::PgBouncer => t.pgbouncers.contains(&target),
     };
     if !known {
         return Err(doc.error_at(
@@ -791,6 +814,43 @@ fn build_spec(
             stream: f.stream.clone().unwrap_or_default(),
             consumer: f.consumer.clone().unwrap_or_default(),
         },
+        "pgbouncer_pause" | "pgbouncer_disable" | "pgbouncer_kill" => {
+            let database = f.database.clone().unwrap_or_default();
+            let plain = !database.is_empty()
+                && database
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain || database == "pgbouncer" {
+                return Err(doc.error_at(
+                    &at("database"),
+                    format!(
+                        "expected a database the bouncer serves, of letters, digits and '_' (not the admin console \"pgbouncer\"), got \"{database}\""
+                    ),
+                ));
+            }
+            let action = match f.kind.as_str() {
+                "pgbouncer_pause" => BouncerAction::Pause { database },
+                "pgbouncer_disable" => BouncerAction::Disable { database },
+                _ => BouncerAction::Kill { database },
+            };
+            FaultSpec::PgBouncer {
+                bouncer: target.to_string(),
+                action,
+            }
+        }
+        "pgbouncer_pool_size" => {
+            let size = f.pool_size.unwrap_or(0);
+            if !(1..=10_000).contains(&size) {
+                return Err(doc.error_at(
+                    &at("pool_size"),
+                    format!("expected a pool size from 1 to 10000, got {size}"),
+                ));
+            }
+            FaultSpec::PgBouncer {
+                bouncer: target.to_string(),
+                action: BouncerAction::PoolSize { size },
+            }
+        }
         other => unreachable!("kind {other} is in KINDS"),
     })
 }

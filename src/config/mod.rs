@@ -29,6 +29,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub nats: Option<NatsConfig>,
     pub postgres: Option<PostgresConfig>,
+    /// PgBouncers whose admin console is sampled (`[[pgbouncer]]`); also fault targets.
+    pub pgbouncers: Vec<PgBouncerConfig>,
     pub webhooks: Vec<WebhookConfig>,
     pub probes: Vec<ProbeConfig>,
     /// TCP proxies the app connects through (network faults act here).
@@ -50,6 +52,8 @@ pub struct View {
     pub console: ConsoleConfig,
     pub nats: Option<NatsConfig>,
     pub postgres: Option<PostgresConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pgbouncers: Vec<PgBouncerConfig>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default)]
@@ -225,6 +229,25 @@ pub struct GaugeConfig {
     pub crit: Option<f64>,
 }
 
+/// A PgBouncer: its admin console is read every sample interval (`SHOW POOLS`, `SHOW STATS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgBouncerConfig {
+    pub name: String,
+    /// The admin console, database `pgbouncer`: `postgres://stats@127.0.0.1:6432/pgbouncer`. The
+    /// user must be in `stats_users` (sampling) or `admin_users` (sampling and faults).
+    pub url: String,
+    /// A connect or query that takes longer than this marks the bouncer down.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Dur,
+    /// Clients waiting for a server connection (summed over the bouncer's pools).
+    pub waiting_warn: Option<f64>,
+    pub waiting_crit: Option<f64>,
+    /// The longest a client has waited (the worst pool).
+    pub maxwait_warn: Option<Dur>,
+    pub maxwait_crit: Option<Dur>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -327,6 +350,8 @@ struct RawConfig {
     nats: Option<NatsConfig>,
     postgres: Option<PostgresConfig>,
     #[serde(default)]
+    pgbouncer: Vec<PgBouncerConfig>,
+    #[serde(default)]
     webhook: Vec<WebhookConfig>,
     #[serde(default)]
     probe: Vec<ProbeConfig>,
@@ -396,6 +421,7 @@ impl Config {
             processes: &raw.process,
             postgres: raw.postgres.is_some(),
             nats: raw.nats.is_some(),
+            pgbouncers: raw.pgbouncer.iter().map(|b| b.name.as_str()).collect(),
         };
         let catalog = faults::catalog(doc, &raw.fault, &targets, &containers, &processes)?;
         check_listen_addresses(doc, &raw)?;
@@ -417,6 +443,7 @@ impl Config {
             console: raw.console,
             nats: raw.nats,
             postgres: raw.postgres,
+            pgbouncers: raw.pgbouncer,
             webhooks: raw.webhook,
             probes: raw.probe,
             proxies: raw.proxy,
@@ -437,6 +464,7 @@ impl Config {
             console: self.console.clone(),
             nats: self.nats.clone(),
             postgres: self.postgres.clone(),
+            pgbouncers: self.pgbouncers.clone(),
             webhooks: self.webhooks.clone(),
             probes: self.probes.clone(),
         };
@@ -455,6 +483,9 @@ impl Config {
             for g in &mut pg.gauges {
                 g.sql = text(&g.sql);
             }
+        }
+        for b in &mut view.pgbouncers {
+            b.url = url(&b.url);
         }
         for w in &mut view.webhooks {
             w.upstream = url(&w.upstream);
@@ -481,6 +512,7 @@ impl Config {
             console: view.console,
             nats: view.nats,
             postgres: view.postgres,
+            pgbouncers: view.pgbouncers,
             webhooks: view.webhooks,
             probes: view.probes,
             proxies: Vec::new(),
@@ -531,6 +563,17 @@ impl Config {
                 }
             }
         }
+        for b in &self.pgbouncers {
+            let t = Threshold::above(b.waiting_warn, b.waiting_crit);
+            if t.is_set() {
+                out.insert(format!("pgbouncer.{}.cl_waiting", b.name), t);
+            }
+            let secs = |d: Option<Dur>| d.map(|d| d.get().as_secs_f64());
+            let t = Threshold::above(secs(b.maxwait_warn), secs(b.maxwait_crit));
+            if t.is_set() {
+                out.insert(format!("pgbouncer.{}.maxwait", b.name), t);
+            }
+        }
         for w in &self.webhooks {
             let t = Threshold::above(w.warn_ms, w.crit_ms);
             if t.is_set() {
@@ -571,6 +614,10 @@ impl Config {
                 self.probes.iter().any(|p| p.name == *name)
                     && matches!(rest, ["latency_ms" | "ok" | "errors"] | ["status", _])
             }
+            ["pgbouncer", name, rest @ ..] => {
+                self.pgbouncers.iter().any(|b| b.name == *name)
+                    && crate::sources::pgbouncer::known_key(rest)
+            }
             ["proxy", name, "active" | "accepted" | "connect_errors"] => {
                 self.proxies.iter().any(|p| p.name == *name)
             }
@@ -580,7 +627,7 @@ impl Config {
             Ok(())
         } else {
             Err(format!(
-                "unknown metric \"{key}\" for {}: expected a key its sources produce, like nats.<stream>.<consumer>.pending, pg.app.<name>.utilization, pg.gauge.<name>, webhook.<name>.latency_ms.p95, probe.<name>.ok (see README, Metric keys)",
+                "unknown metric \"{key}\" for {}: expected a key its sources produce, like nats.<stream>.<consumer>.pending, pg.app.<name>.utilization, pg.gauge.<name>, pgbouncer.<name>.cl_waiting, webhook.<name>.latency_ms.p95, probe.<name>.ok (see README, Metric keys)",
                 self.file.display()
             ))
         }
@@ -639,6 +686,9 @@ fn collect_secrets(raw: &RawConfig) -> Vec<String> {
     if let Some(pg) = &raw.postgres {
         out.extend(redact::secrets_in_url(&pg.url));
         out.extend(pg.admin_url.iter().flat_map(|u| redact::secrets_in_url(u)));
+    }
+    for b in &raw.pgbouncer {
+        out.extend(redact::secrets_in_url(&b.url));
     }
     for w in &raw.webhook {
         out.extend(redact::secrets_in_url(&w.upstream));
@@ -792,6 +842,43 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
             pg.gauges.iter().map(|g| g.name.as_str()),
         )?;
     }
+    for (i, b) in raw.pgbouncer.iter().enumerate() {
+        check_name(doc, &format!("pgbouncer[{i}].name"), &b.name)?;
+        check_scheme(
+            doc,
+            &format!("pgbouncer[{i}].url"),
+            &b.url,
+            &["postgres", "postgresql"],
+        )?;
+        if b.timeout.get().is_zero() {
+            return Err(doc.error_at(
+                &format!("pgbouncer[{i}].timeout"),
+                "expected a duration above zero",
+            ));
+        }
+        if let (Some(warn), Some(crit)) = (b.waiting_warn, b.waiting_crit)
+            && warn > crit
+        {
+            return Err(doc.error_at(
+                &format!("pgbouncer[{i}].waiting_warn"),
+                "expected waiting_warn to be at most waiting_crit",
+            ));
+        }
+        if let (Some(warn), Some(crit)) = (b.maxwait_warn, b.maxwait_crit)
+            && warn.get() > crit.get()
+        {
+            return Err(doc.error_at(
+                &format!("pgbouncer[{i}].maxwait_warn"),
+                "expected maxwait_warn to be at most maxwait_crit",
+            ));
+        }
+    }
+    check_unique(
+        doc,
+        "pgbouncer",
+        "name",
+        raw.pgbouncer.iter().map(|b| b.name.as_str()),
+    )?;
     for (i, w) in raw.webhook.iter().enumerate() {
         check_name(doc, &format!("webhook[{i}].name"), &w.name)?;
         check_scheme(

@@ -201,3 +201,89 @@ headers = { Authorization = "Bearer header-secret-7", X-Trace = "plain" }
     assert_eq!(drawn.probes[0].name, "api");
     assert!(drawn.faults.is_empty() && drawn.containers.is_empty());
 }
+
+#[test]
+fn pgbouncer_sections_are_validated_located_and_masked() {
+    let ok = r#"
+[[pgbouncer]]
+name = "main"
+url = "postgres://stats:bouncer-secret@127.0.0.1:6432/pgbouncer"
+waiting_warn = 1
+waiting_crit = 10
+maxwait_crit = "5s"
+
+[[fault]]
+name = "pause"
+kind = "pgbouncer_pause"
+target = "main"
+database = "tasks"
+
+[[fault]]
+name = "shrink"
+kind = "pgbouncer_pool_size"
+target = "main"
+pool_size = 2
+"#;
+    let c = Config::from_text(Path::new("gameday.toml"), ok).unwrap();
+    let t = c.thresholds();
+    assert_eq!(
+        t["pgbouncer.main.cl_waiting"],
+        Threshold::above(Some(1.0), Some(10.0))
+    );
+    assert_eq!(t["pgbouncer.main.maxwait"], Threshold::above(None, Some(5.0)));
+    for key in [
+        "pgbouncer.main.cl_waiting",
+        "pgbouncer.main.maxwait",
+        "pgbouncer.main.tasks.app.sv_active",
+        "pgbouncer.main.tasks.xact_rate",
+    ] {
+        assert!(c.check_metric(key).is_ok(), "{key}");
+    }
+    for key in [
+        "pgbouncer.other.cl_waiting",
+        "pgbouncer.main.tasks.app.nope",
+        "pgbouncer.main",
+    ] {
+        assert!(c.check_metric(key).is_err(), "{key}");
+    }
+    assert!(!c.redactor().text("bouncer-secret").contains("bouncer-secret"));
+    let view = c.view();
+    assert!(!view.pgbouncers[0].url.contains("bouncer-secret"));
+    assert_eq!(c.faults.len(), 2);
+    assert_eq!(c.faults[0].spec.target(), "main");
+
+    let bad = |text: &str, path: &str, says: &str| {
+        let err = Config::from_text(Path::new("gameday.toml"), text)
+            .err()
+            .unwrap_or_else(|| panic!("loaded: {text}"));
+        assert!(err.line > 0, "located: {err}");
+        assert_eq!(err.path, path, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    };
+    let bouncer = "[[pgbouncer]]\nname = \"main\"\nurl = \"postgres://stats@127.0.0.1:6432/pgbouncer\"\n";
+    bad(
+        "[[pgbouncer]]\nname = \"main\"\nurl = \"http://127.0.0.1:6432\"\n",
+        "pgbouncer[0].url",
+        "expected a URL like",
+    );
+    bad(
+        &format!("{bouncer}waiting_warn = 10\nwaiting_crit = 1\n"),
+        "pgbouncer[0].waiting_warn",
+        "at most",
+    );
+    bad(
+        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pause\"\ntarget = \"other\"\ndatabase = \"tasks\"\n"),
+        "fault[0].target",
+        "not a declared target",
+    );
+    bad(
+        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_kill\"\ntarget = \"main\"\ndatabase = \"tasks; RESUME\"\n"),
+        "fault[0].database",
+        "letters, digits",
+    );
+    bad(
+        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pool_size\"\ntarget = \"main\"\npool_size = 0\n"),
+        "fault[0].pool_size",
+        "from 1 to 10000",
+    );
+}

@@ -6,6 +6,7 @@ pub mod container;
 pub mod docker;
 pub mod engine;
 pub mod nats;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod proxied;
@@ -131,6 +132,7 @@ pub fn check_allowed(config: &Config, spec: &FaultSpec) -> Result<(), FaultError
             config.postgres.is_some()
         }
         FaultSpec::NatsFlood { .. } | FaultSpec::NatsConsumerPause { .. } => config.nats.is_some(),
+        FaultSpec::PgBouncer { bouncer, .. } => config.pgbouncers.iter().any(|b| &b.name == bouncer),
     };
     if allowed {
         Ok(())
@@ -207,6 +209,9 @@ pub fn build(id: &str, spec: &FaultSpec) -> Box<dyn Fault> {
         } => Box::new(nats::NatsFlood::new(subject, *count, *rate, *payload_bytes)),
         FaultSpec::NatsConsumerPause { stream, consumer } => {
             Box::new(nats::NatsConsumerPause::new(stream, consumer))
+        }
+        FaultSpec::PgBouncer { bouncer, action } => {
+            Box::new(pgbouncer::BouncerFault::new(bouncer, action.clone()))
         }
     }
 }

@@ -44,6 +44,26 @@ pub enum FaultSpec {
     },
     /// Pause a consumer (NATS 2.11+).
     NatsConsumerPause { stream: String, consumer: String },
+    /// A command on a `[[pgbouncer]]`'s admin console, undone on revert.
+    #[serde(rename = "pgbouncer")]
+    PgBouncer {
+        bouncer: String,
+        action: BouncerAction,
+    },
+}
+
+/// What a PgBouncer fault does on the admin console (and what its revert does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum BouncerAction {
+    /// `PAUSE db` (clients queue) / `RESUME db`.
+    Pause { database: String },
+    /// `DISABLE db` (new clients refused) / `ENABLE db`.
+    Disable { database: String },
+    /// `KILL db` (its client and server connections dropped, new clients wait) / `RESUME db`.
+    Kill { database: String },
+    /// `SET default_pool_size = size` / the value `SHOW CONFIG` gave before.
+    PoolSize { size: u32 },
 }
 
 /// A container the config allows faults on: by name (or id), or every container with a label.
@@ -113,6 +133,7 @@ impl FaultSpec {
             | FaultSpec::PgLock { .. }
             | FaultSpec::PgTerminate { .. } => "postgres".into(),
             FaultSpec::NatsFlood { .. } | FaultSpec::NatsConsumerPause { .. } => "nats".into(),
+            FaultSpec::PgBouncer { bouncer, .. } => bouncer.clone(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum Touched {
     },
     /// PostgreSQL backends held open on `server`.
     Backends { server: String, pids: Vec<i32> },
+    /// A PgBouncer setting as it was before the inject changed it (`SHOW CONFIG`).
+    BouncerSetting { key: String, value: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! Local servers the lab, the demo and the tests run: nats-server and a throwaway PostgreSQL.
+//! Local servers the lab, the demo and the tests run: nats-server, a throwaway PostgreSQL and a
+//! PgBouncer in front of it.
 //!
 //! [`NatsServer`] and [`PgCluster`] start a real server on 127.0.0.1 as a child process, wait
 //! until it answers, and control it the way drills need: stop, start again on the same port with
@@ -18,6 +19,7 @@
 //! enough.
 
 mod nats_server;
+mod pgbouncer;
 mod postgres;
 mod process;
 pub mod tether;
@@ -30,6 +32,9 @@ use std::time::Duration;
 pub use nats_server::{
     NATS_SERVER_ENV, NatsOptions, NatsServer, find_nats_server, install_nats_server,
     nats_server_version,
+};
+pub use pgbouncer::{
+    BouncerAuth, PGBOUNCER_ENV, PgBouncer, PgBouncerOptions, PoolMode, find_pgbouncer,
 };
 pub use postgres::{PG_BIN_ENV, PgCluster, PgOptions, find_postgres_bin_dir};
 pub use process::spawn_tied;

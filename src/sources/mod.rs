@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Which source; its string form is also the metric-key prefix it owns (`nats`, `pg`,
-/// `webhook.telegram`, `probe.api`, `host`).
+/// `webhook.telegram`, `probe.api`, `pgbouncer.main`, `host`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SourceId(pub String);
@@ -99,6 +99,7 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 
 pub mod host;
 pub mod nats;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod probe;
 mod spawn;

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceEvent, SourceId, SourceStatus, SourceTx};
 use crate::config::Config;
 
-/// Starts one task per configured source: NATS, PostgreSQL, each HTTP probe, and the host. Every
+/// Starts one task per configured source: NATS, PostgreSQL, each PgBouncer, each HTTP probe, and
+/// the host. Every
 /// task stops when `cancel` fires (or when the receiving end of `tx` is gone).
 pub fn spawn_all(config: &Config, tx: SourceTx, cancel: CancellationToken) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
@@ -28,6 +29,15 @@ pub fn spawn_all(config: &Config, tx: SourceTx, cancel: CancellationToken) -> Jo
     if let Some(postgres) = &config.postgres {
         tasks.spawn(super::postgres::run(
             postgres.clone(),
+            interval,
+            redactor.clone(),
+            tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    for bouncer in &config.pgbouncers {
+        tasks.spawn(super::pgbouncer::run(
+            bouncer.clone(),
             interval,
             redactor.clone(),
             tx.clone(),

@@ -102,6 +102,12 @@ pub fn config() -> Arc<Config> {
     Arc::new(Config::from_text(Path::new("gameday.toml"), CONFIG).expect("fixture config"))
 }
 
+/// The fixture config with `extra` TOML appended.
+pub fn config_with(extra: &str) -> Arc<Config> {
+    let text = format!("{CONFIG}\n{extra}");
+    Arc::new(Config::from_text(Path::new("gameday.toml"), &text).expect("fixture config"))
+}
+
 /// A config with nothing to watch.
 pub fn empty_config() -> Arc<Config> {
     Arc::new(Config::from_text(Path::new("gameday.toml"), "").expect("empty config"))

@@ -1,13 +1,15 @@
 //! PostgreSQL: used / usable connections with a gauge and its history, waiting on locks, errors,
 //! connections by state; one row per configured pool (`application_name` connections against
 //! size + max overflow, 100% = crit), other application names seen, and operator gauges with
-//! their thresholds.
+//! their thresholds; one row per PgBouncer pool seen (`[[pgbouncer]]`: clients active and
+//! waiting, server connections, the longest wait), coloured by the bouncer's thresholds.
 //!
 //! ```text
 //! ✔ up  probe 1.8ms  postgres://app:***@127.0.0.1:5432/tasks
 //! ✔ connections   34/97 ████▍░░░░░  35% ▁▁▂▂▃
 //! waiting 2 · errors 3 │ active 12 · idle 20
 //! ▲ task-tracker  28/30 █████████▍  93% ▅▆▇▇█
+//! ✖ bouncer tasks/app  cl 12 act · 17 wait  sv 10/10  maxwait 3.2s
 //! ▲ retry_queue      14 warn 10          ▁▃▆█
 //! other apps: reporting 3 · unnamed 1
 //! ```
@@ -45,6 +47,7 @@ enum Line {
     Connections,
     States,
     Pool(usize),
+    Bouncer(BouncerPool),
     Gauge(usize),
     OtherApps,
 }
@@ -129,6 +132,7 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
 
     let mut lines = vec![Line::Connections, Line::States];
     lines.extend((0..config.pools.len()).map(Line::Pool));
+    lines.extend(bouncer_pools(ctx).into_iter().map(Line::Bouncer));
     lines.extend((0..config.gauges.len()).map(Line::Gauge));
     if !other_apps(ctx, config).is_empty() {
         lines.push(Line::OtherApps);
@@ -227,6 +231,42 @@ fn other_apps(ctx: &PanelCtx<'_>, config: &PostgresConfig) -> Vec<(String, f64)>
         .collect()
 }
 
+/// A PgBouncer pool seen in the metrics: its `[[pgbouncer]]` and the key segments of its
+/// database and user.
+struct BouncerPool {
+    bouncer: usize,
+    database: String,
+    user: String,
+}
+
+impl BouncerPool {
+    fn key(&self, ctx: &PanelCtx<'_>, field: &str) -> String {
+        format!(
+            "pgbouncer.{}.{}.{}.{field}",
+            ctx.state.config.pgbouncers[self.bouncer].name, self.database, self.user
+        )
+    }
+}
+
+/// Every pool of every configured bouncer that has reported, in key order.
+fn bouncer_pools(ctx: &PanelCtx<'_>) -> Vec<BouncerPool> {
+    let mut out = Vec::new();
+    for (bouncer, b) in ctx.state.config.pgbouncers.iter().enumerate() {
+        let prefix = format!("pgbouncer.{}.", b.name);
+        for key in ctx.state.metrics.keys_with_prefix(&prefix) {
+            let rest = &key[prefix.len()..];
+            if let [database, user, "cl_active"] = rest.split('.').collect::<Vec<_>>()[..] {
+                out.push(BouncerPool {
+                    bouncer,
+                    database: database.to_string(),
+                    user: user.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What every line of the panel is drawn with.
 struct Rows<'a> {
     ctx: &'a PanelCtx<'a>,
@@ -271,6 +311,90 @@ impl Rows<'_> {
         } else {
             self.ctx.level_badge(key, false)
         }
+    }
+
+    /// `✖ bouncer tasks/app  cl 12 act · 17 wait  sv 10/10  maxwait 3.2s`: levels by the
+    /// bouncer's waiting and maxwait thresholds; dimmed, marked and aged while it is down.
+    fn bouncer(&self, buf: &mut Buffer, row: Rect, pool: &BouncerPool) {
+        let ctx = self.ctx;
+        let theme = ctx.theme;
+        let bouncers = &ctx.state.config.pgbouncers;
+        let b = &bouncers[pool.bouncer];
+        let source = crate::sources::pgbouncer::source_id(&b.name);
+        let stale = ctx.health(source.as_str(), true).is_stale();
+        let value = |field: &str| ctx.metric(&pool.key(ctx, field), stale);
+        let waiting = value("cl_waiting");
+        let maxwait = value("maxwait");
+        let waiting_t = crate::metrics::Threshold::above(b.waiting_warn, b.waiting_crit);
+        let secs = |d: Option<crate::toml_input::Dur>| d.map(|d| d.get().as_secs_f64());
+        let maxwait_t = crate::metrics::Threshold::above(secs(b.maxwait_warn), secs(b.maxwait_crit));
+        let level_of = |t: &crate::metrics::Threshold, v: Option<f64>| {
+            v.filter(|_| t.is_set()).map(|v| t.level(v)).unwrap_or_default()
+        };
+        let waiting_level = level_of(&waiting_t, waiting);
+        let maxwait_level = level_of(&maxwait_t, maxwait);
+        let style = |level: Level| if stale { theme.stale() } else { theme.value(level) };
+        let plain = if stale { theme.stale() } else { theme.text() };
+        let badge = if stale {
+            stale::marker(theme)
+        } else if (waiting_t.is_set() || maxwait_t.is_set()) && waiting.is_some() {
+            badge::level(waiting_level.max(maxwait_level), theme)
+        } else {
+            Span::raw(" ")
+        };
+        let name = if bouncers.len() > 1 {
+            format!("{} {}/{}", b.name, pool.database, pool.user)
+        } else {
+            format!("{}/{}", pool.database, pool.user)
+        };
+        let count = |v: Option<f64>| format::or_dash(v, format::count);
+        let servers = match (value("sv_active"), value("sv_idle"), value("sv_used")) {
+            (Some(active), idle, used) => format!(
+                "{}/{}",
+                format::count(active),
+                format::count(active + idle.unwrap_or(0.0) + used.unwrap_or(0.0))
+            ),
+            _ => format::NONE.to_string(),
+        };
+        let wait_text = format::or_dash(maxwait, |v| format!("{v:.1}s"));
+        let mut parts = vec![
+            Part::new(vec![badge, Span::raw(" ")]),
+            Part::new(vec![
+                Span::styled("bouncer ", theme.muted()),
+                Span::styled(name, plain),
+            ]),
+            Part::new(vec![
+                Span::styled("  cl ", theme.muted()),
+                Span::styled(count(value("cl_active")), plain),
+                Span::styled(" act · ", theme.muted()),
+                Span::styled(count(waiting), style(waiting_level)),
+                Span::styled(" wait", theme.muted()),
+            ]),
+            Part::new(vec![
+                Span::styled("  sv ", theme.muted()),
+                Span::styled(servers, plain),
+            ])
+            .drop(2),
+            Part::new(vec![
+                Span::styled("  maxwait ", theme.muted()),
+                Span::styled(wait_text.clone(), style(maxwait_level)),
+            ])
+            .or(vec![
+                Span::styled("  mw ", theme.muted()),
+                Span::styled(wait_text, style(maxwait_level)),
+            ]),
+        ];
+        if stale {
+            let age = stale::age_ms(ctx.state, &pool.key(ctx, "cl_active"), source.as_str());
+            parts.push(
+                Part::new(vec![Span::styled(
+                    format!("  {}", stale::age_text(age, 16)),
+                    theme.stale(),
+                )])
+                .drop(1),
+            );
+        }
+        put_parts(buf, row, &parts);
     }
 
     fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
@@ -381,6 +505,7 @@ impl Rows<'_> {
                 let x = columns::draw_row(buf, first, cols, kept, &cells);
                 self.chart(buf, chart_area(area, x), &key, 1 + i, true);
             }
+            Line::Bouncer(pool) => self.bouncer(buf, first, pool),
             Line::Gauge(i) => {
                 let g = &config.gauges[*i];
                 let key = format!("pg.gauge.{}", g.name);
@@ -581,6 +706,87 @@ mod tests {
             assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
             assert_eq!(buf[(area.x + 1, connections.y)].symbol(), "◌");
         }
+    }
+
+    /// The drill with a PgBouncer in front: its pool exhausted (17 clients waiting, 3.2 s).
+    fn bouncer_state() -> crate::state::AppState {
+        let mut state = state();
+        let config = config_with(
+            r#"
+[[pgbouncer]]
+name = "main"
+url = "postgres://stats:bouncer-pw-secret@127.0.0.1:6432/pgbouncer"
+waiting_warn = 1
+waiting_crit = 10
+maxwait_warn = "1s"
+maxwait_crit = "5s"
+"#,
+        );
+        state.thresholds = config.thresholds();
+        state.config = config;
+        for (field, value) in [
+            ("cl_active", 12.0),
+            ("cl_waiting", 17.0),
+            ("sv_active", 10.0),
+            ("sv_idle", 0.0),
+            ("sv_used", 0.0),
+            ("maxwait", 3.2),
+        ] {
+            state.metrics.record(
+                NOW_MS,
+                &format!("pgbouncer.main.tasks.app.{field}"),
+                value,
+            );
+        }
+        state.metrics.record(NOW_MS, "pgbouncer.main.cl_waiting", 17.0);
+        state.metrics.record(NOW_MS, "pgbouncer.main.maxwait", 3.2);
+        set_source(&mut state, "pgbouncer.main", SourceStatus::Up, 1_000);
+        refresh_levels(&mut state);
+        state
+    }
+
+    #[test]
+    fn a_bouncer_pool_shows_waiting_clients_coloured_by_its_thresholds() {
+        let mut state = bouncer_state();
+        assert_eq!(state.level("pgbouncer.main.cl_waiting"), Level::Crit);
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        assert!(
+            flat(&text).contains("bouncer tasks/app  cl 12 act · 17 wait  sv 10/10  maxwait 3.2s"),
+            "{text}"
+        );
+        assert!(!text.contains("bouncer-pw-secret"), "{text}");
+        insta::assert_snapshot!("postgres_bouncer_160x48", text);
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let waiting = find_in(buf, area, "17 wait").unwrap();
+        assert_eq!(buf[waiting].fg, theme.palette.crit, "17 waiting > crit 10");
+        let maxwait = find_in(buf, area, "3.2s").unwrap();
+        assert_eq!(buf[maxwait].fg, theme.palette.warn, "3.2 s > warn 1 s");
+        assert_eq!(buf[(area.x + 1, waiting.y)].symbol(), "✖");
+    }
+
+    #[test]
+    fn a_bouncer_that_is_down_keeps_its_pool_dimmed_marked_and_aged() {
+        let mut state = bouncer_state();
+        state.now_ms = NOW_MS + 12_000;
+        state.metrics.gap(NOW_MS + 1_000, "pgbouncer.main.");
+        set_source(
+            &mut state,
+            "pgbouncer.main",
+            SourceStatus::down("cannot connect: connection refused"),
+            NOW_MS + 1_000,
+        );
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        assert!(flat(&text).contains("◌ bouncer tasks/app"), "{text}");
+        assert!(text.contains("12s ago"), "{text}");
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let waiting = find_in(buf, area, "17 wait").unwrap();
+        assert_eq!(buf[waiting].fg, theme.palette.muted, "stale, not live");
     }
 
     #[test]
