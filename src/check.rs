@@ -112,11 +112,7 @@ pub async fn targets(config: &Arc<Config>) -> Vec<Row> {
     for b in &config.pgbouncers {
         rows.push(status_row(
             crate::sources::pgbouncer::source_id(&b.name),
-            format!(
-                "{} ({})",
-                b.name,
-                redact.text(&crate::redact::url(&b.url))
-            ),
+            format!("{} ({})", b.name, redact.text(&crate::redact::url(&b.url))),
             "pgbouncer",
         ));
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gameday::config::Config;
 use gameday::faults::touched::Touched;
-use gameday::faults::{FaultContext, FaultSpec, build};
+use gameday::faults::{Fault, FaultContext, FaultSpec, build};
 use gameday::services::{PgBouncer, PgBouncerOptions, PgCluster, PgOptions, PoolMode};
 use gameday::sources::pgbouncer::{AdminRow, admin_rows, number};
 use gameday::sources::{CHANNEL_CAPACITY, SourceEvent, SourceStatus};
@@ -178,7 +178,10 @@ fn hold(lab: &Lab) -> Holder {
     let options = lab.bouncer.connect_options("app", "app-pw", "tasks");
     let (release, released) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let mut conn = options.connect().await.expect("connect through the bouncer");
+        let mut conn = options
+            .connect()
+            .await
+            .expect("connect through the bouncer");
         sqlx::raw_sql("BEGIN; SELECT 1")
             .execute(&mut conn)
             .await
@@ -206,17 +209,23 @@ where
 #[tokio::test]
 async fn the_source_and_snapshot_see_m_active_servers_and_n_minus_m_waiting_clients_like_show_pools()
  {
-    let lab = Lab::start("pgbouncer-exhaust").await;
+    let owned = Lab::start("pgbouncer-exhaust").await;
+    let lab = &owned;
     let config = lab.config();
     const CLIENTS: usize = 5;
-    let holders: Vec<Holder> = (0..CLIENTS).map(|_| hold(&lab)).collect();
+    let holders: Vec<Holder> = (0..CLIENTS).map(|_| hold(lab)).collect();
     let waiting = (CLIENTS as u32 - POOL_SIZE) as f64;
 
     // The bouncer itself says: M servers active, N−M clients waiting.
-    eventually("SHOW POOLS has 3 active servers and 2 waiting clients", WITHIN, || async {
-        let pool = lab.pool().await;
-        number(&pool, "sv_active") == f64::from(POOL_SIZE) && number(&pool, "cl_waiting") == waiting
-    })
+    eventually(
+        "SHOW POOLS has 3 active servers and 2 waiting clients",
+        WITHIN,
+        move || async move {
+            let pool = lab.pool().await;
+            number(&pool, "sv_active") == f64::from(POOL_SIZE)
+                && number(&pool, "cl_waiting") == waiting
+        },
+    )
     .await;
     assert_eq!(
         lab.in_transaction().await,
@@ -291,7 +300,11 @@ async fn the_source_and_snapshot_see_m_active_servers_and_n_minus_m_waiting_clie
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(json[key("cl_waiting")], serde_json::json!(waiting), "{json}");
+    assert_eq!(
+        json[key("cl_waiting")],
+        serde_json::json!(waiting),
+        "{json}"
+    );
     assert_eq!(
         json[key("sv_active")],
         serde_json::json!(f64::from(POOL_SIZE)),
@@ -305,7 +318,7 @@ async fn the_source_and_snapshot_see_m_active_servers_and_n_minus_m_waiting_clie
             .expect("every client finishes once released")
             .unwrap();
     }
-    drop(lab);
+    drop(owned);
 }
 
 fn spec(config: &Config, name: &str) -> FaultSpec {
@@ -324,7 +337,10 @@ async fn pause_queues_a_query_and_resume_lets_it_through() {
     let config = lab.config();
     let ctx = FaultContext::new(config.clone(), None);
     let mut client = lab.app().await.unwrap();
-    sqlx::raw_sql("SELECT 1").execute(&mut client).await.unwrap();
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut client)
+        .await
+        .unwrap();
 
     let mut fault = build("pause-1", &spec(&config, "pause"));
     let radius = fault.dry_run(&ctx).await.unwrap();
@@ -333,10 +349,16 @@ async fn pause_queues_a_query_and_resume_lets_it_through() {
     assert_eq!(number(&lab.database().await, "paused"), 1.0);
 
     let query = tokio::spawn(async move {
-        sqlx::raw_sql("SELECT 1").execute(&mut client).await.map(drop)
+        sqlx::raw_sql("SELECT 1")
+            .execute(&mut client)
+            .await
+            .map(drop)
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!query.is_finished(), "a query waits while its database is paused");
+    assert!(
+        !query.is_finished(),
+        "a query waits while its database is paused"
+    );
     assert!(
         number(&lab.pool().await, "cl_waiting") >= 1.0,
         "the bouncer counts it as waiting"
@@ -353,7 +375,10 @@ async fn pause_queues_a_query_and_resume_lets_it_through() {
         .unwrap()
         .unwrap();
     assert_eq!(number(&lab.database().await, "paused"), 0.0);
-    fault.revert(&ctx).await.expect("a second revert is harmless");
+    fault
+        .revert(&ctx)
+        .await
+        .expect("a second revert is harmless");
 }
 
 #[tokio::test]
@@ -370,12 +395,16 @@ async fn disable_refuses_new_clients_and_enable_lets_them_in() {
     fault.revert(&ctx).await.expect("ENABLE tasks");
     assert_eq!(number(&lab.database().await, "disabled"), 0.0);
     let mut client = lab.app().await.expect("a new client gets in again");
-    sqlx::raw_sql("SELECT 1").execute(&mut client).await.unwrap();
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut client)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn kill_drops_the_server_connections_and_resume_serves_again() {
-    let lab = Lab::start("pgbouncer-kill").await;
+    let owned = Lab::start("pgbouncer-kill").await;
+    let lab = &owned;
     let config = lab.config();
     let ctx = FaultContext::new(config.clone(), None);
     let mut client = lab.app().await.unwrap();
@@ -387,9 +416,11 @@ async fn kill_drops_the_server_connections_and_resume_serves_again() {
 
     let mut fault = build("kill-1", &spec(&config, "kill"));
     fault.inject(&ctx).await.expect("KILL tasks");
-    eventually("PostgreSQL has no session of app left", WITHIN, || async {
-        lab.in_transaction().await == 0
-    })
+    eventually(
+        "PostgreSQL has no session of app left",
+        WITHIN,
+        move || async move { lab.in_transaction().await == 0 },
+    )
     .await;
     let pool = lab.pool().await;
     assert_eq!(number(&pool, "sv_active") + number(&pool, "sv_idle"), 0.0);
@@ -408,7 +439,8 @@ async fn kill_drops_the_server_connections_and_resume_serves_again() {
 
 #[tokio::test]
 async fn pool_size_is_set_and_the_show_config_value_comes_back_through_the_ledger_record() {
-    let lab = Lab::start("pgbouncer-pool-size").await;
+    let owned = Lab::start("pgbouncer-pool-size").await;
+    let lab = &owned;
     let config = lab.config();
     let ctx = FaultContext::new(config.clone(), None);
     assert_eq!(lab.pool_size().await, POOL_SIZE.to_string());
@@ -425,22 +457,31 @@ async fn pool_size_is_set_and_the_show_config_value_comes_back_through_the_ledge
         }
     );
     // With one server, a second transaction waits.
-    let first = hold(&lab);
-    let second = hold(&lab);
-    eventually("one server active, one client waiting", WITHIN, || async {
-        let pool = lab.pool().await;
-        number(&pool, "sv_active") == 1.0 && number(&pool, "cl_waiting") == 1.0
-    })
+    let first = hold(lab);
+    let second = hold(lab);
+    eventually(
+        "one server active, one client waiting",
+        WITHIN,
+        move || async move {
+            let pool = lab.pool().await;
+            number(&pool, "sv_active") == 1.0 && number(&pool, "cl_waiting") == 1.0
+        },
+    )
     .await;
 
     // A fresh instance restored from the ledger's record puts the value back.
     let mut fresh = build("shrink-1", &spec(&config, "shrink"));
     fresh.restore(&touched);
-    fresh.revert(&ctx).await.expect("SET default_pool_size back");
+    fresh
+        .revert(&ctx)
+        .await
+        .expect("SET default_pool_size back");
     assert_eq!(lab.pool_size().await, POOL_SIZE.to_string());
-    eventually("the waiting client gets a server", WITHIN, || async {
-        number(&lab.pool().await, "cl_waiting") == 0.0
-    })
+    eventually(
+        "the waiting client gets a server",
+        WITHIN,
+        move || async move { number(&lab.pool().await, "cl_waiting") == 0.0 },
+    )
     .await;
     for holder in [first, second] {
         let _ = holder.release.send(());
@@ -460,11 +501,8 @@ async fn pool_size_is_set_and_the_show_config_value_comes_back_through_the_ledge
 #[tokio::test]
 async fn a_stopped_bouncer_is_down_with_a_plain_reason_and_no_secret() {
     let mut lab = Lab::start("pgbouncer-down").await;
-    let mut config_text = std::fs::read_to_string({
-        lab.config();
-        lab.dir.join("gameday.toml")
-    })
-    .unwrap();
+    lab.config();
+    let mut config_text = std::fs::read_to_string(lab.dir.join("gameday.toml")).unwrap();
     // A password in the URL must never show in a reason.
     config_text = config_text.replace(
         "postgres://postgres@",

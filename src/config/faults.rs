@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::faults::spec::{
-    BouncerAction, ContainerAction, ContainerSelector, ContainerTarget, FaultSpec, HoldState, ProcessAction,
-    ProcessTarget,
+    BouncerAction, ContainerAction, ContainerSelector, ContainerTarget, FaultSpec, HoldState,
+    ProcessAction, ProcessTarget,
 };
 use crate::proxy::{Direction, Fault as ProxyFault, TcpFault, WebhookFault};
 use crate::toml_input::{Dur, InputError, TomlDoc};

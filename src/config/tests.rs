@@ -230,7 +230,10 @@ pool_size = 2
         t["pgbouncer.main.cl_waiting"],
         Threshold::above(Some(1.0), Some(10.0))
     );
-    assert_eq!(t["pgbouncer.main.maxwait"], Threshold::above(None, Some(5.0)));
+    assert_eq!(
+        t["pgbouncer.main.maxwait"],
+        Threshold::above(None, Some(5.0))
+    );
     for key in [
         "pgbouncer.main.cl_waiting",
         "pgbouncer.main.maxwait",
@@ -246,7 +249,11 @@ pool_size = 2
     ] {
         assert!(c.check_metric(key).is_err(), "{key}");
     }
-    assert!(!c.redactor().text("bouncer-secret").contains("bouncer-secret"));
+    assert!(
+        !c.redactor()
+            .text("bouncer-secret")
+            .contains("bouncer-secret")
+    );
     let view = c.view();
     assert!(!view.pgbouncers[0].url.contains("bouncer-secret"));
     assert_eq!(c.faults.len(), 2);
@@ -260,7 +267,8 @@ pool_size = 2
         assert_eq!(err.path, path, "{err}");
         assert!(err.to_string().contains(says), "{err}");
     };
-    let bouncer = "[[pgbouncer]]\nname = \"main\"\nurl = \"postgres://stats@127.0.0.1:6432/pgbouncer\"\n";
+    let bouncer =
+        "[[pgbouncer]]\nname = \"main\"\nurl = \"postgres://stats@127.0.0.1:6432/pgbouncer\"\n";
     bad(
         "[[pgbouncer]]\nname = \"main\"\nurl = \"http://127.0.0.1:6432\"\n",
         "pgbouncer[0].url",
@@ -272,17 +280,23 @@ pool_size = 2
         "at most",
     );
     bad(
-        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pause\"\ntarget = \"other\"\ndatabase = \"tasks\"\n"),
+        &format!(
+            "{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pause\"\ntarget = \"other\"\ndatabase = \"tasks\"\n"
+        ),
         "fault[0].target",
         "not a declared target",
     );
     bad(
-        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_kill\"\ntarget = \"main\"\ndatabase = \"tasks; RESUME\"\n"),
+        &format!(
+            "{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_kill\"\ntarget = \"main\"\ndatabase = \"tasks; RESUME\"\n"
+        ),
         "fault[0].database",
         "letters, digits",
     );
     bad(
-        &format!("{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pool_size\"\ntarget = \"main\"\npool_size = 0\n"),
+        &format!(
+            "{bouncer}\n[[fault]]\nname = \"p\"\nkind = \"pgbouncer_pool_size\"\ntarget = \"main\"\npool_size = 0\n"
+        ),
         "fault[0].pool_size",
         "from 1 to 10000",
     );

@@ -132,7 +132,9 @@ pub fn check_allowed(config: &Config, spec: &FaultSpec) -> Result<(), FaultError
             config.postgres.is_some()
         }
         FaultSpec::NatsFlood { .. } | FaultSpec::NatsConsumerPause { .. } => config.nats.is_some(),
-        FaultSpec::PgBouncer { bouncer, .. } => config.pgbouncers.iter().any(|b| &b.name == bouncer),
+        FaultSpec::PgBouncer { bouncer, .. } => {
+            config.pgbouncers.iter().any(|b| &b.name == bouncer)
+        }
     };
     if allowed {
         Ok(())

@@ -64,7 +64,10 @@ impl BouncerFault {
 }
 
 /// A connection to the admin console, bounded by the bouncer's timeout.
-async fn connect(ctx: &FaultContext, bouncer: &PgBouncerConfig) -> Result<PgConnection, FaultError> {
+async fn connect(
+    ctx: &FaultContext,
+    bouncer: &PgBouncerConfig,
+) -> Result<PgConnection, FaultError> {
     let redact = |text: &str| ctx.config.redactor().text(text).into_owned();
     let options = admin_options(&bouncer.url).map_err(|e| FaultError::Refused(redact(&e)))?;
     match tokio::time::timeout(bouncer.timeout.get(), options.connect()).await {
@@ -92,11 +95,16 @@ async fn command(
 ) -> Result<Vec<AdminRow>, FaultError> {
     match tokio::time::timeout(within, admin_rows(connection, sql)).await {
         Ok(Ok(rows)) => Ok(rows),
-        Ok(Err(e)) => Err(FaultError::Failed(ctx.config.redactor().text(&format!(
-            "pgbouncer {}: {sql}: {}",
-            bouncer.name,
-            admin_hint(&explain(&e))
-        )).into_owned())),
+        Ok(Err(e)) => Err(FaultError::Failed(
+            ctx.config
+                .redactor()
+                .text(&format!(
+                    "pgbouncer {}: {sql}: {}",
+                    bouncer.name,
+                    admin_hint(&explain(&e))
+                ))
+                .into_owned(),
+        )),
         Err(_) => Err(FaultError::Timeout(within)),
     }
 }
@@ -150,7 +158,14 @@ async fn current_pool_size(
     bouncer: &PgBouncerConfig,
     connection: &mut PgConnection,
 ) -> Result<String, FaultError> {
-    let rows = command(ctx, bouncer, connection, "SHOW CONFIG", bouncer.timeout.get()).await?;
+    let rows = command(
+        ctx,
+        bouncer,
+        connection,
+        "SHOW CONFIG",
+        bouncer.timeout.get(),
+    )
+    .await?;
     rows.iter()
         .find(|r| r.get("key").map(String::as_str) == Some(POOL_SIZE_KEY))
         .and_then(|r| r.get("value").cloned())

@@ -131,16 +131,13 @@ impl PgBouncer {
         let dir = &options.dir;
         fs::create_dir_all(dir).map_err(ServiceError::io(format!("create {}", dir.display())))?;
         let run_as = if geteuid().is_root() {
-            let user = User::from_name("postgres")
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    ServiceError::Failed(
-                        "running as root, but there is no `postgres` user to run pgbouncer as \
+            let user = User::from_name("postgres").ok().flatten().ok_or_else(|| {
+                ServiceError::Failed(
+                    "running as root, but there is no `postgres` user to run pgbouncer as \
                          (it refuses to run as root); `apt-get install postgresql` creates it"
-                            .to_string(),
-                    )
-                })?;
+                        .to_string(),
+                )
+            })?;
             chown(dir, Some(user.uid), Some(user.gid)).map_err(|errno| {
                 ServiceError::io(format!("give {} to the postgres user", dir.display()))(
                     errno.into(),
@@ -194,7 +191,11 @@ impl PgBouncer {
 
     /// The admin console URL for `user`: `postgres://user@127.0.0.1:PORT/pgbouncer`.
     pub fn admin_url(&self, user: &str) -> String {
-        format!("postgres://{}@127.0.0.1:{}/pgbouncer", encode(user), self.port)
+        format!(
+            "postgres://{}@127.0.0.1:{}/pgbouncer",
+            encode(user),
+            self.port
+        )
     }
 
     /// `postgres://user:password@127.0.0.1:PORT/db` through the bouncer, percent-encoded.
@@ -334,7 +335,12 @@ impl PgBouncer {
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|err| (false, ServiceError::io(format!("open {}", log_path.display()))(err)))?;
+            .map_err(|err| {
+                (
+                    false,
+                    ServiceError::io(format!("open {}", log_path.display()))(err),
+                )
+            })?;
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let stderr = log
             .try_clone()
@@ -349,8 +355,8 @@ impl PgBouncer {
         if let Some((uid, gid)) = self.run_as {
             command.uid(uid.as_raw()).gid(gid.as_raw());
         }
-        let child = spawn_tied(command)
-            .map_err(|err| (false, ServiceError::io("start pgbouncer")(err)))?;
+        let child =
+            spawn_tied(command).map_err(|err| (false, ServiceError::io("start pgbouncer")(err)))?;
         self.child = Some(child);
 
         let admin = self

@@ -101,7 +101,7 @@ pub async fn admin_rows(
                 .map(|column| {
                     // Text format: whatever the column's declared type, its bytes are the text.
                     let value: Option<String> = row.try_get_unchecked(column.ordinal())?;
-                    Ok((column.name().to_string(), value.unwrap_or_default()))
+                    Ok::<_, sqlx::Error>((column.name().to_string(), value.unwrap_or_default()))
                 })
                 .collect()
         })

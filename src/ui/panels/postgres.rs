@@ -327,13 +327,22 @@ impl Rows<'_> {
         let maxwait = value("maxwait");
         let waiting_t = crate::metrics::Threshold::above(b.waiting_warn, b.waiting_crit);
         let secs = |d: Option<crate::toml_input::Dur>| d.map(|d| d.get().as_secs_f64());
-        let maxwait_t = crate::metrics::Threshold::above(secs(b.maxwait_warn), secs(b.maxwait_crit));
+        let maxwait_t =
+            crate::metrics::Threshold::above(secs(b.maxwait_warn), secs(b.maxwait_crit));
         let level_of = |t: &crate::metrics::Threshold, v: Option<f64>| {
-            v.filter(|_| t.is_set()).map(|v| t.level(v)).unwrap_or_default()
+            v.filter(|_| t.is_set())
+                .map(|v| t.level(v))
+                .unwrap_or_default()
         };
         let waiting_level = level_of(&waiting_t, waiting);
         let maxwait_level = level_of(&maxwait_t, maxwait);
-        let style = |level: Level| if stale { theme.stale() } else { theme.value(level) };
+        let style = |level: Level| {
+            if stale {
+                theme.stale()
+            } else {
+                theme.value(level)
+            }
+        };
         let plain = if stale { theme.stale() } else { theme.text() };
         let badge = if stale {
             stale::marker(theme)
@@ -342,12 +351,13 @@ impl Rows<'_> {
         } else {
             Span::raw(" ")
         };
+        let count = |v: Option<f64>| format::or_dash(v, format::count);
         let name = if bouncers.len() > 1 {
             format!("{} {}/{}", b.name, pool.database, pool.user)
         } else {
             format!("{}/{}", pool.database, pool.user)
         };
-        let count = |v: Option<f64>| format::or_dash(v, format::count);
+        let active = count(value("cl_active"));
         let servers = match (value("sv_active"), value("sv_idle"), value("sv_used")) {
             (Some(active), idle, used) => format!(
                 "{}/{}",
@@ -361,12 +371,23 @@ impl Rows<'_> {
             Part::new(vec![badge, Span::raw(" ")]),
             Part::new(vec![
                 Span::styled("bouncer ", theme.muted()),
+                Span::styled(name.clone(), plain),
+            ])
+            .or(vec![
+                Span::styled("pgb ", theme.muted()),
                 Span::styled(name, plain),
             ]),
             Part::new(vec![
                 Span::styled("  cl ", theme.muted()),
-                Span::styled(count(value("cl_active")), plain),
+                Span::styled(active.clone(), plain),
                 Span::styled(" act · ", theme.muted()),
+                Span::styled(count(waiting), style(waiting_level)),
+                Span::styled(" wait", theme.muted()),
+            ])
+            .or(vec![
+                Span::styled("  cl ", theme.muted()),
+                Span::styled(active, plain),
+                Span::styled(" · ", theme.muted()),
                 Span::styled(count(waiting), style(waiting_level)),
                 Span::styled(" wait", theme.muted()),
             ]),
@@ -389,6 +410,10 @@ impl Rows<'_> {
             parts.push(
                 Part::new(vec![Span::styled(
                     format!("  {}", stale::age_text(age, 16)),
+                    theme.stale(),
+                )])
+                .or(vec![Span::styled(
+                    format!("  {}", stale::age_text(age, 8)),
                     theme.stale(),
                 )])
                 .drop(1),
@@ -732,13 +757,13 @@ maxwait_crit = "5s"
             ("sv_used", 0.0),
             ("maxwait", 3.2),
         ] {
-            state.metrics.record(
-                NOW_MS,
-                &format!("pgbouncer.main.tasks.app.{field}"),
-                value,
-            );
+            state
+                .metrics
+                .record(NOW_MS, &format!("pgbouncer.main.tasks.app.{field}"), value);
         }
-        state.metrics.record(NOW_MS, "pgbouncer.main.cl_waiting", 17.0);
+        state
+            .metrics
+            .record(NOW_MS, "pgbouncer.main.cl_waiting", 17.0);
         state.metrics.record(NOW_MS, "pgbouncer.main.maxwait", 3.2);
         set_source(&mut state, "pgbouncer.main", SourceStatus::Up, 1_000);
         refresh_levels(&mut state);
@@ -749,9 +774,17 @@ maxwait_crit = "5s"
     fn a_bouncer_pool_shows_waiting_clients_coloured_by_its_thresholds() {
         let mut state = bouncer_state();
         assert_eq!(state.level("pgbouncer.main.cl_waiting"), Level::Crit);
+        let (w, h) = LARGE;
+        let text = panel_text(&mut state, Panel::Postgres, w, h, false);
+        assert!(
+            flat(&text)
+                .contains("✖ bouncer tasks/app  cl 12 act · 17 wait  sv 10/10  maxwait 3.2s"),
+            "{text}"
+        );
+        // A narrower panel shortens labels before it leaves anything out.
         let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
         assert!(
-            flat(&text).contains("bouncer tasks/app  cl 12 act · 17 wait  sv 10/10  maxwait 3.2s"),
+            flat(&text).contains("✖ pgb tasks/app  cl 12 · 17 wait  sv 10/10  mw 3.2s"),
             "{text}"
         );
         assert!(!text.contains("bouncer-pw-secret"), "{text}");
@@ -779,8 +812,11 @@ maxwait_crit = "5s"
             NOW_MS + 1_000,
         );
         let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
-        assert!(flat(&text).contains("◌ bouncer tasks/app"), "{text}");
-        assert!(text.contains("12s ago"), "{text}");
+        assert!(
+            flat(&text).contains("◌ pgb tasks/app  cl 12 · 17 wait  mw 3.2s  12s ago"),
+            "{text}"
+        );
+        insta::assert_snapshot!("postgres_bouncer_down_160x48", text);
         let theme = theme();
         let terminal = draw(&state, &theme, 160, 48);
         let buf = terminal.backend().buffer();
