@@ -250,7 +250,9 @@ async fn the_source_and_snapshot_see_m_active_servers_and_n_minus_m_waiting_clie
     let key = |field: &str| format!("pgbouncer.main.tasks.app.{field}");
     while !(status == Some(SourceStatus::Up)
         && latest.get(&key("cl_waiting")) == Some(&waiting)
-        && latest.get(&key("sv_active")) == Some(&f64::from(POOL_SIZE)))
+        && latest.get(&key("sv_active")) == Some(&f64::from(POOL_SIZE))
+        // Rates from SHOW STATS need a second round.
+        && latest.contains_key("pgbouncer.main.tasks.xact_rate"))
     {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(SourceEvent::Samples { values, .. })) => latest.extend(values),
@@ -268,10 +270,7 @@ async fn the_source_and_snapshot_see_m_active_servers_and_n_minus_m_waiting_clie
     }
     assert_eq!(latest["pgbouncer.main.cl_waiting"], waiting);
     assert!(latest[&key("maxwait")] >= 0.0);
-    assert!(
-        latest.contains_key("pgbouncer.main.tasks.xact_rate"),
-        "rates from SHOW STATS after two rounds: {latest:?}"
-    );
+    assert!(latest["pgbouncer.main.tasks.xact_rate"] >= 0.0);
     assert!(
         config
             .thresholds()
