@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gameday::config::Config;
 use gameday::faults::touched::Touched;
-use gameday::faults::{Fault, FaultContext, FaultSpec, build};
+use gameday::faults::{FaultContext, FaultSpec, build};
 use gameday::services::{PgBouncer, PgBouncerOptions, PgCluster, PgOptions, PoolMode};
 use gameday::sources::pgbouncer::{AdminRow, admin_rows, number};
 use gameday::sources::{CHANNEL_CAPACITY, SourceEvent, SourceStatus};
