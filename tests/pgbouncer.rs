@@ -498,7 +498,7 @@ async fn pool_size_is_set_and_the_show_config_value_comes_back_through_the_ledge
 }
 
 #[tokio::test]
-async fn a_stopped_bouncer_is_down_with_a_plain_reason_and_no_secret() {
+async fn check_and_the_source_say_a_stopped_bouncer_is_down_plainly_and_without_its_password() {
     let mut lab = Lab::start("pgbouncer-down").await;
     lab.config();
     let mut config_text = std::fs::read_to_string(lab.dir.join("gameday.toml")).unwrap();
@@ -507,8 +507,44 @@ async fn a_stopped_bouncer_is_down_with_a_plain_reason_and_no_secret() {
         "postgres://postgres@",
         "postgres://postgres:hunter2-bouncer@",
     );
-    let config = Config::from_text(&lab.dir.join("gameday.toml"), &config_text).unwrap();
+    let file = lab.dir.join("gameday.toml");
+    std::fs::write(&file, &config_text).unwrap();
+    let config = Config::load(&file).unwrap();
+    let check = || {
+        let run = tokio::process::Command::new(support::GAMEDAY)
+            .args(["check", "--config"])
+            .arg(&file)
+            .current_dir(&lab.dir)
+            .kill_on_drop(true)
+            .output();
+        async move {
+            tokio::time::timeout(WITHIN, run)
+                .await
+                .expect("check finishes")
+                .unwrap()
+        }
+    };
+    let up = check().await;
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(up.status.success(), "{up:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("pgbouncer") && l.contains("✔ reachable")),
+        "{stdout}"
+    );
+
     lab.bouncer.stop().await.unwrap();
+    let down = check().await;
+    let stdout = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("pgbouncer") && l.contains("✖ cannot connect")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = CancellationToken::new();
     let source = tokio::spawn(gameday::sources::pgbouncer::run(

@@ -71,7 +71,9 @@ pub struct PgBouncerOptions {
     /// too (a `*` fallback entry).
     pub databases: Vec<String>,
     pub auth: BouncerAuth,
-    /// Users and passwords of the auth file (admin and stats users are added without one).
+    /// Users and passwords of the auth file (admin and stats users not listed here are added
+    /// without one; with md5, give the first admin user a password here: the start waits on
+    /// its login).
     pub users: Vec<(String, String)>,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
@@ -373,10 +375,18 @@ impl PgBouncer {
                 Ok(None) => {}
                 Err(err) => break format!("could not check on it: {err}"),
             }
+            let password = self
+                .options
+                .users
+                .iter()
+                .find(|(user, _)| *user == admin)
+                .map(|(_, password)| password.as_str())
+                .unwrap_or("");
             let options = PgConnectOptions::new()
                 .host("127.0.0.1")
                 .port(self.port)
                 .username(&admin)
+                .password(password)
                 .database("pgbouncer")
                 .extra_float_digits(None::<i8>);
             let attempt = tokio::time::timeout(Duration::from_secs(1), async {
@@ -552,6 +562,46 @@ mod tests {
             "dropping the bouncer stops it"
         );
         drop(cluster);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod md5_tests {
+    use super::*;
+    use crate::services::testing::test_dir;
+    use crate::services::{PgCluster, PgOptions};
+
+    #[tokio::test]
+    async fn md5_lets_in_the_auth_file_password_and_refuses_another() {
+        let dir = test_dir("pgbouncer-md5");
+        let cluster = PgCluster::start(PgOptions::new(dir.join("postgres")))
+            .await
+            .unwrap();
+        cluster.create_role("app", "app-pw").await.unwrap();
+        let options = PgBouncerOptions {
+            auth: BouncerAuth::Md5,
+            pool_mode: PoolMode::Session,
+            users: vec![
+                ("app".into(), "app-pw".into()),
+                ("postgres".into(), "admin-pw".into()),
+            ],
+            ..PgBouncerOptions::new(dir.join("pgbouncer"), cluster.port())
+        };
+        let bouncer = PgBouncer::start(options).await.unwrap();
+        let mut app = bouncer
+            .connect_options("app", "app-pw", "postgres")
+            .connect()
+            .await
+            .expect("the auth file's password logs in");
+        sqlx::raw_sql("select 1").execute(&mut app).await.unwrap();
+        let refused = bouncer
+            .connect_options("app", "wrong", "postgres")
+            .connect()
+            .await
+            .expect_err("another password is refused");
+        assert!(refused.to_string().contains("password"), "{refused}");
+        drop((app, bouncer, cluster));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
