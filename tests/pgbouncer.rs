@@ -569,3 +569,99 @@ async fn check_and_the_source_say_a_stopped_bouncer_is_down_plainly_and_without_
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), source).await;
 }
+
+#[tokio::test]
+async fn through_the_engine_the_ledger_records_the_pool_size_to_restore_and_the_revert_restores_it()
+{
+    use gameday::faults::engine::{self, FaultReport};
+    use gameday::ledger::{Ledger, Owner};
+    use gameday::timeline::{Cause, FaultPhase};
+
+    let owned = Lab::start("pgbouncer-engine").await;
+    let lab = &owned;
+    let config = lab.config();
+    let ledger = Ledger::new(&config.console.artifacts).unwrap();
+    let ctx = Arc::new(FaultContext::new(config.clone(), None));
+    let (tx, mut rx) = mpsc::channel::<FaultReport>(16);
+    let owner = Owner::new("pgbouncer-test");
+    let _alive = ledger.hold(&owner).unwrap();
+    let (others, _) = tokio::sync::watch::channel(Vec::new());
+    let handle = engine::spawn(ctx, ledger.clone(), owner, tx, others);
+    let mut next = async || {
+        tokio::time::timeout(WITHIN, rx.recv())
+            .await
+            .expect("a report")
+            .expect("the engine is alive")
+    };
+
+    handle
+        .inject(
+            "shrink",
+            spec(&config, "shrink"),
+            Duration::from_secs(300),
+            Cause::Key("4".into()),
+        )
+        .await;
+    assert_eq!(next().await.phase, FaultPhase::Requested);
+    let applied = next().await;
+    assert_eq!(
+        (applied.phase, applied.target.as_str()),
+        (FaultPhase::Applied, "main"),
+        "{applied:?}"
+    );
+    assert_eq!(lab.pool_size().await, "1");
+    let expected = Some(Touched::BouncerSetting {
+        key: "default_pool_size".into(),
+        value: POOL_SIZE.to_string(),
+    });
+    eventually("the ledger records the value to restore", WITHIN, || {
+        let ledger = ledger.clone();
+        let expected = expected.clone();
+        async move {
+            ledger
+                .entries()
+                .unwrap()
+                .first()
+                .is_some_and(|e| e.touched == expected)
+        }
+    })
+    .await;
+
+    handle.revert(&applied.id, Cause::Key("r".into())).await;
+    assert_eq!(next().await.phase, FaultPhase::RevertRequested);
+    let reverted = next().await;
+    assert_eq!(reverted.phase, FaultPhase::Reverted, "{reverted:?}");
+    assert!(ledger.entries().unwrap().is_empty());
+    assert_eq!(lab.pool_size().await, POOL_SIZE.to_string());
+}
+
+#[tokio::test]
+async fn a_stats_user_cannot_inject_and_the_refusal_says_so_and_leaves_nothing_to_undo() {
+    let lab = Lab::start("pgbouncer-stats-only").await;
+    lab.config();
+    let file = lab.dir.join("gameday.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        &lab.bouncer.admin_url("postgres"),
+        &lab.bouncer.admin_url("stats"),
+    );
+    let config = Arc::new(Config::from_text(&file, &text).unwrap());
+    let ctx = FaultContext::new(config.clone(), None);
+    let mut client = lab.app().await.unwrap();
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut client)
+        .await
+        .unwrap();
+
+    let mut fault = build("pause-stats", &spec(&config, "pause"));
+    let error = fault.inject(&ctx).await.unwrap_err().to_string();
+    assert!(error.contains("admin_users"), "{error}");
+    assert_eq!(number(&lab.database().await, "paused"), 0.0);
+    fault
+        .revert(&ctx)
+        .await
+        .expect("the cleanup of a refused inject has nothing to undo");
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut client)
+        .await
+        .unwrap();
+}

@@ -27,6 +27,12 @@ pub struct BouncerFault {
     /// `default_pool_size` before the inject (pool size only).
     previous: Option<String>,
     applied: bool,
+    /// This instance's inject failed in a way that changed nothing on the bouncer (refused,
+    /// unreachable, or a PAUSE that timed out and was resumed): its cleanup revert has nothing
+    /// to undo. A timeout leaves it false, since the command may have taken effect.
+    untouched: bool,
+    /// A PAUSE that timed out could not be resumed either: the revert must resume.
+    pause_left: bool,
 }
 
 impl BouncerFault {
@@ -36,6 +42,8 @@ impl BouncerFault {
             action,
             previous: None,
             applied: false,
+            untouched: false,
+            pause_left: false,
         }
     }
 
@@ -181,6 +189,141 @@ async fn close(connection: PgConnection) {
     let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
 }
 
+impl BouncerFault {
+    /// The inject's command.
+    async fn apply(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        let bouncer = self.config(&ctx.config)?.clone();
+        let mut connection = connect(ctx, &bouncer).await?;
+        let within = bouncer.timeout.get();
+        let result = match &self.action {
+            BouncerAction::Pause { database } => {
+                database_row(ctx, &bouncer, &mut connection, database).await?;
+                // PAUSE returns once the database's transactions have ended.
+                match command(
+                    ctx,
+                    &bouncer,
+                    &mut connection,
+                    &format!("PAUSE {database}"),
+                    PAUSE_WAIT,
+                )
+                .await
+                {
+                    Err(FaultError::Timeout(_)) => {
+                        // Do not leave a half-applied pause behind.
+                        drop(connection);
+                        let mut again = connect(ctx, &bouncer).await?;
+                        let resumed = command(
+                            ctx,
+                            &bouncer,
+                            &mut again,
+                            &format!("RESUME {database}"),
+                            within,
+                        )
+                        .await;
+                        close(again).await;
+                        self.pause_left = resumed.is_err();
+                        return Err(FaultError::Failed(format!(
+                            "pgbouncer {}: PAUSE {database} did not complete within {}: transactions still open on it{}",
+                            bouncer.name,
+                            super::fmt_duration(PAUSE_WAIT),
+                            if resumed.is_ok() {
+                                "; resumed"
+                            } else {
+                                "; RESUME failed too, revert it"
+                            }
+                        )));
+                    }
+                    other => other.map(drop),
+                }
+            }
+            BouncerAction::Disable { database } => {
+                database_row(ctx, &bouncer, &mut connection, database).await?;
+                command(
+                    ctx,
+                    &bouncer,
+                    &mut connection,
+                    &format!("DISABLE {database}"),
+                    within,
+                )
+                .await
+                .map(drop)
+            }
+            BouncerAction::Kill { database } => {
+                database_row(ctx, &bouncer, &mut connection, database).await?;
+                command(
+                    ctx,
+                    &bouncer,
+                    &mut connection,
+                    &format!("KILL {database}"),
+                    within,
+                )
+                .await
+                .map(drop)
+            }
+            BouncerAction::PoolSize { size } => {
+                let previous = current_pool_size(ctx, &bouncer, &mut connection).await?;
+                let set = command(
+                    ctx,
+                    &bouncer,
+                    &mut connection,
+                    &format!("SET {POOL_SIZE_KEY} = {size}"),
+                    within,
+                )
+                .await;
+                // Refused: nothing changed. Done, or no answer (it may have taken effect):
+                // the revert restores the value read before.
+                if matches!(set, Ok(_) | Err(FaultError::Timeout(_))) {
+                    self.previous.get_or_insert(previous);
+                }
+                set.map(drop)
+            }
+        };
+        close(connection).await;
+        result?;
+        self.applied = true;
+        Ok(())
+    }
+
+    /// The revert's command.
+    async fn undo(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        let bouncer = self.config(&ctx.config)?.clone();
+        let sql = match &self.action {
+            BouncerAction::Pause { database } | BouncerAction::Kill { database } => {
+                format!("RESUME {database}")
+            }
+            BouncerAction::Disable { database } => format!("ENABLE {database}"),
+            BouncerAction::PoolSize { .. } => match &self.previous {
+                Some(previous) if previous.chars().all(|c| c.is_ascii_digit()) => {
+                    format!("SET {POOL_SIZE_KEY} = {previous}")
+                }
+                Some(previous) => {
+                    return Err(FaultError::Failed(format!(
+                        "pgbouncer {}: the recorded {POOL_SIZE_KEY} \"{previous}\" is not a number; set it by hand",
+                        bouncer.name
+                    )));
+                }
+                None => {
+                    return Err(FaultError::Failed(format!(
+                        "pgbouncer {}: the {POOL_SIZE_KEY} from before the inject was not recorded; set it back by hand (SET {POOL_SIZE_KEY} = <value in pgbouncer.ini>)",
+                        bouncer.name
+                    )));
+                }
+            },
+        };
+        let mut connection = connect(ctx, &bouncer).await?;
+        let result = command(ctx, &bouncer, &mut connection, &sql, bouncer.timeout.get()).await;
+        close(connection).await;
+        match result {
+            Ok(_) => {}
+            // Already resumed (by hand, or an earlier revert): nothing left to undo.
+            Err(FaultError::Failed(text)) if text.contains("is not paused") => {}
+            Err(e) => return Err(e),
+        }
+        self.applied = false;
+        Ok(())
+    }
+}
+
 impl Fault for BouncerFault {
     fn describe(&self, _config: &Config) -> Description {
         let name = &self.bouncer;
@@ -233,131 +376,22 @@ impl Fault for BouncerFault {
             if self.applied {
                 return Ok(());
             }
-            let bouncer = self.config(&ctx.config)?.clone();
-            let mut connection = connect(ctx, &bouncer).await?;
-            let within = bouncer.timeout.get();
-            let result = match &self.action {
-                BouncerAction::Pause { database } => {
-                    database_row(ctx, &bouncer, &mut connection, database).await?;
-                    // PAUSE returns once the database's transactions have ended.
-                    match command(
-                        ctx,
-                        &bouncer,
-                        &mut connection,
-                        &format!("PAUSE {database}"),
-                        PAUSE_WAIT,
-                    )
-                    .await
-                    {
-                        Err(FaultError::Timeout(_)) => {
-                            // Do not leave a half-applied pause behind.
-                            drop(connection);
-                            let mut again = connect(ctx, &bouncer).await?;
-                            let resumed = command(
-                                ctx,
-                                &bouncer,
-                                &mut again,
-                                &format!("RESUME {database}"),
-                                within,
-                            )
-                            .await;
-                            close(again).await;
-                            return Err(FaultError::Failed(format!(
-                                "pgbouncer {}: PAUSE {database} did not complete within {}: transactions still open on it{}",
-                                bouncer.name,
-                                super::fmt_duration(PAUSE_WAIT),
-                                if resumed.is_ok() {
-                                    "; resumed"
-                                } else {
-                                    "; RESUME failed too, revert it"
-                                }
-                            )));
-                        }
-                        other => other.map(drop),
-                    }
-                }
-                BouncerAction::Disable { database } => {
-                    database_row(ctx, &bouncer, &mut connection, database).await?;
-                    command(
-                        ctx,
-                        &bouncer,
-                        &mut connection,
-                        &format!("DISABLE {database}"),
-                        within,
-                    )
-                    .await
-                    .map(drop)
-                }
-                BouncerAction::Kill { database } => {
-                    database_row(ctx, &bouncer, &mut connection, database).await?;
-                    command(
-                        ctx,
-                        &bouncer,
-                        &mut connection,
-                        &format!("KILL {database}"),
-                        within,
-                    )
-                    .await
-                    .map(drop)
-                }
-                BouncerAction::PoolSize { size } => {
-                    let previous = current_pool_size(ctx, &bouncer, &mut connection).await?;
-                    self.previous.get_or_insert(previous);
-                    command(
-                        ctx,
-                        &bouncer,
-                        &mut connection,
-                        &format!("SET {POOL_SIZE_KEY} = {size}"),
-                        within,
-                    )
-                    .await
-                    .map(drop)
-                }
-            };
-            close(connection).await;
-            result?;
-            self.applied = true;
-            Ok(())
+            self.untouched = false;
+            self.pause_left = false;
+            let result = self.apply(ctx).await;
+            if let Err(error) = &result {
+                self.untouched = !matches!(error, FaultError::Timeout(_)) && !self.pause_left;
+            }
+            result
         })
     }
 
     fn revert<'a>(&'a mut self, ctx: &'a FaultContext) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let bouncer = self.config(&ctx.config)?.clone();
-            let sql = match &self.action {
-                BouncerAction::Pause { database } | BouncerAction::Kill { database } => {
-                    format!("RESUME {database}")
-                }
-                BouncerAction::Disable { database } => format!("ENABLE {database}"),
-                BouncerAction::PoolSize { .. } => match &self.previous {
-                    Some(previous) if previous.chars().all(|c| c.is_ascii_digit()) => {
-                        format!("SET {POOL_SIZE_KEY} = {previous}")
-                    }
-                    Some(previous) => {
-                        return Err(FaultError::Failed(format!(
-                            "pgbouncer {}: the recorded {POOL_SIZE_KEY} \"{previous}\" is not a number; set it by hand",
-                            bouncer.name
-                        )));
-                    }
-                    None => {
-                        return Err(FaultError::Failed(format!(
-                            "pgbouncer {}: the {POOL_SIZE_KEY} from before the inject was not recorded; set it back by hand (SET {POOL_SIZE_KEY} = <value in pgbouncer.ini>)",
-                            bouncer.name
-                        )));
-                    }
-                },
-            };
-            let mut connection = connect(ctx, &bouncer).await?;
-            let result = command(ctx, &bouncer, &mut connection, &sql, bouncer.timeout.get()).await;
-            close(connection).await;
-            match result {
-                Ok(_) => {}
-                // Already resumed (by hand, or an earlier revert): nothing left to undo.
-                Err(FaultError::Failed(text)) if text.contains("is not paused") => {}
-                Err(e) => return Err(e),
+            if self.untouched {
+                return Ok(());
             }
-            self.applied = false;
-            Ok(())
+            self.undo(ctx).await
         })
     }
 
