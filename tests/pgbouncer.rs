@@ -665,3 +665,48 @@ async fn a_stats_user_cannot_inject_and_the_refusal_says_so_and_leaves_nothing_t
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_pause_that_cannot_finish_behind_an_open_transaction_fails_and_resumes() {
+    let owned = Lab::start("pgbouncer-pause-blocked").await;
+    let lab = &owned;
+    let config = lab.config();
+    let ctx = FaultContext::new(config.clone(), None);
+    // PAUSE waits for the database's transactions to end; this one does not.
+    let holder = hold(lab);
+    eventually("the transaction is open", WITHIN, move || async move {
+        lab.in_transaction().await == 1
+    })
+    .await;
+
+    let started = Instant::now();
+    let mut fault = build("pause-blocked", &spec(&config, "pause"));
+    let error = fault.inject(&ctx).await.unwrap_err().to_string();
+    assert!(
+        error.contains("did not complete") && error.contains("resumed"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "within the engine's inject deadline"
+    );
+    assert_eq!(
+        number(&lab.database().await, "paused"),
+        0.0,
+        "no half-applied pause is left behind"
+    );
+    let mut client = lab.app().await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::raw_sql("SELECT 1").execute(&mut client),
+    )
+    .await
+    .expect("other clients are served")
+    .unwrap();
+    fault.revert(&ctx).await.expect("nothing left to undo");
+    let _ = holder.release.send(());
+    tokio::time::timeout(WITHIN, holder.task)
+        .await
+        .unwrap()
+        .unwrap();
+}

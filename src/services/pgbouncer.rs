@@ -227,14 +227,13 @@ impl PgBouncer {
         self.pid().is_some_and(super::process::is_alive)
     }
 
-    /// SIGINT (PgBouncer's safe shutdown: it closes after clients finish… then SIGKILL after
-    /// the stop timeout).
+    /// SIGTERM (PgBouncer's immediate shutdown; SIGINT would wait for every client to leave),
+    /// then SIGKILL after the stop timeout.
     pub async fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
         let pid = child.id();
-        // SIGTERM: immediate shutdown (SIGINT would wait for every client to leave).
         signal(pid, Signal::SIGTERM).map_err(ServiceError::io("signal pgbouncer"))?;
         if wait_for_exit(&mut child, self.options.stop_timeout)
             .await
