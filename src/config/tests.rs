@@ -256,6 +256,15 @@ pool_size = 2
     );
     let view = c.view();
     assert!(!view.pgbouncers[0].url.contains("bouncer-secret"));
+    // What a session's timeline records reads back whole, so a watcher draws the bouncer too.
+    let recorded: View = serde_json::from_str(&serde_json::to_string(&view).unwrap()).unwrap();
+    assert_eq!(recorded, view);
+    let drawn = Config::from_view(PathBuf::from("gameday.toml"), recorded);
+    assert_eq!(drawn.pgbouncers, view.pgbouncers);
+    assert_eq!(
+        drawn.thresholds()["pgbouncer.main.cl_waiting"],
+        t["pgbouncer.main.cl_waiting"]
+    );
     assert_eq!(c.faults.len(), 2);
     assert_eq!(c.faults[0].spec.target(), "main");
 
