@@ -48,6 +48,10 @@ pub struct DemoArgs {
     /// timeouts), to see a scenario catch it.
     #[arg(long)]
     pub no_graceful_degradation: bool,
+    /// Put a PgBouncer (Debian's `pgbouncer`) between the lab and PostgreSQL, watched as a source
+    /// and drillable with the `pgbouncer_*` faults.
+    #[arg(long)]
+    pub pgbouncer: bool,
 }
 
 /// The running demo world.
@@ -56,6 +60,8 @@ pub struct Demo {
     pub config_path: PathBuf,
     nats: NatsServer,
     postgres: PgCluster,
+    /// With `--pgbouncer`: between the lab and PostgreSQL.
+    bouncer: Option<services::PgBouncer>,
     lab: LabHandle,
     sink: SinkHandle,
     proxy: ProxyClient,
@@ -86,7 +92,14 @@ pub fn main(args: DemoArgs) -> ExitCode {
         Err(code) => return code,
     };
     let code = runtime.block_on(async {
-        let demo = match Demo::up(&args.dir, args.rate, !args.no_graceful_degradation).await {
+        let demo = match Demo::up(
+            &args.dir,
+            args.rate,
+            !args.no_graceful_degradation,
+            args.pgbouncer,
+        )
+        .await
+        {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("gameday demo: {e}");
@@ -159,7 +172,12 @@ fn say(line: &str) {
 
 impl Demo {
     /// Brings the whole world up, installing nats-server (and PostgreSQL, as root) if missing.
-    pub async fn up(dir: &Path, rate: f64, graceful_degradation: bool) -> Result<Demo, String> {
+    pub async fn up(
+        dir: &Path,
+        rate: f64,
+        graceful_degradation: bool,
+        pgbouncer: bool,
+    ) -> Result<Demo, String> {
         let dir = absolute(dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // A previous demo killed hard may have left servers behind.
@@ -184,6 +202,24 @@ impl Demo {
         // Idempotent across restarts of the demo on the same directory.
         let _ = postgres.create_role("app", APP_PASSWORD).await;
         let _ = postgres.create_database("tasks", "app").await;
+        let bouncer = if pgbouncer {
+            step("starting PgBouncer between the lab and PostgreSQL");
+            let mut options =
+                services::PgBouncerOptions::new(dir.join("pgbouncer"), postgres.port());
+            // Session pooling: the lab's driver keeps prepared statements per connection.
+            options.pool_mode = services::PoolMode::Session;
+            // As many server connections as the lab's pool may open (10 + 20 overflow).
+            options.default_pool_size = 30;
+            options.databases = vec!["tasks".into()];
+            options.users = vec![("app".into(), APP_PASSWORD.into())];
+            Some(
+                services::PgBouncer::start(options)
+                    .await
+                    .map_err(|e| format!("pgbouncer: {e}"))?,
+            )
+        } else {
+            None
+        };
 
         let ports = Layout {
             gameday: std::env::current_exe().map_err(|e| e.to_string())?,
@@ -194,6 +230,9 @@ impl Demo {
             nats_port: nats.port(),
             nats_monitor: nats.monitor_url(),
             pg_port: postgres.port(),
+            bouncer: bouncer
+                .as_ref()
+                .map(|b| (b.port(), b.admin_url("postgres"))),
             nats_proxy: free_port().map_err(|e| e.to_string())?,
             pg_proxy: free_port().map_err(|e| e.to_string())?,
             webhook: free_port().map_err(|e| e.to_string())?,
@@ -260,6 +299,7 @@ impl Demo {
             config_path,
             nats,
             postgres,
+            bouncer,
             lab,
             sink,
             proxy,
@@ -276,6 +316,9 @@ impl Demo {
         self.sink.stop().await;
         let _ = self.proxy.shutdown_daemon().await;
         drop(self.nats);
+        if let Some(mut bouncer) = self.bouncer {
+            let _ = bouncer.stop().await;
+        }
         drop(self.postgres);
         sweep(&self.dir);
     }
@@ -293,6 +336,8 @@ struct Layout {
     nats_port: u16,
     nats_monitor: String,
     pg_port: u16,
+    /// With `--pgbouncer`: its port (what the lab's proxy forwards to) and admin console URL.
+    bouncer: Option<(u16, String)>,
     nats_proxy: u16,
     pg_proxy: u16,
     webhook: u16,
@@ -311,6 +356,7 @@ pub fn sample_config_text() -> String {
         nats_port: 4222,
         nats_monitor: "http://127.0.0.1:8222".into(),
         pg_port: 5432,
+        bouncer: None,
         nats_proxy: 14222,
         pg_proxy: 15432,
         webhook: 18080,
@@ -422,7 +468,7 @@ upstream = "127.0.0.1:{nats_port}"
 [[proxy]]
 name = "postgres"
 listen = "127.0.0.1:{pg_proxy}"
-upstream = "127.0.0.1:{pg_port}"
+upstream = "127.0.0.1:{pg_upstream}"
 
 [[process]]
 name = "nats-server"
@@ -506,7 +552,9 @@ subject = "tasks.created"
 count = 2000
 rate = 200
 duration = "1m"
-"#,
+{bouncer}"#,
+        bouncer = bouncer_section(l),
+        pg_upstream = l.bouncer.as_ref().map_or(l.pg_port, |(port, _)| *port),
         dir = l.dir.display(),
         scenarios = l.repo.join("scenarios").display(),
         themes = l.repo.join("themes").display(),
@@ -520,6 +568,41 @@ duration = "1m"
         nats_port = l.nats_port,
         pg_proxy = l.pg_proxy,
         exhaust = MAX_CONNECTIONS + 10,
+    )
+}
+
+/// With `--pgbouncer`: the bouncer as a source and its faults (no keys left: `d` lists them,
+/// scenarios name them).
+fn bouncer_section(l: &Layout) -> String {
+    let Some((_, admin_url)) = &l.bouncer else {
+        return String::new();
+    };
+    format!(
+        r#"
+[[pgbouncer]]
+name = "bouncer"
+url = "{admin_url}"
+waiting_warn = 1
+waiting_crit = 10
+maxwait_warn = "1s"
+maxwait_crit = "5s"
+
+[[fault]]
+name = "bouncer-pause"
+kind = "pgbouncer_pause"
+target = "bouncer"
+database = "tasks"
+duration = "1m"
+description = "PAUSE tasks: the lab's queries queue in the bouncer."
+
+[[fault]]
+name = "bouncer-starve"
+kind = "pgbouncer_pool_size"
+target = "bouncer"
+pool_size = 3
+duration = "1m"
+description = "The bouncer's pool shrinks to 3 server connections."
+"#
     )
 }
 

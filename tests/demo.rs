@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Console, gameday, headless_demo, test_dir, wait_until};
+use support::{Console, gameday, headless_demo, headless_demo_with, test_dir, wait_until};
 
 /// Processes (other than this test) whose command line mentions `dir`.
 fn processes_under(dir: &Path) -> Vec<String> {
@@ -223,4 +223,51 @@ fn dry_runs_of_the_shipped_scenarios_name_real_targets_and_touch_nothing() {
     );
     kill(Pid::from_raw(demo.id() as i32), Signal::SIGTERM).unwrap();
     let _ = demo.wait();
+}
+
+#[test]
+fn the_demo_with_pgbouncer_drills_the_whole_chain_app_pool_bouncer_server() {
+    let dir = test_dir("demo-pgbouncer");
+    let (mut demo, config) = headless_demo_with(&dir, 5.0, &["--pgbouncer"]);
+    // The lab reaches PostgreSQL through the bouncer: its pool's sessions are the bouncer's
+    // active servers, and the bouncer says so itself.
+    let snapshot = gameday(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["snapshot", "--config", &config, "--json"],
+    );
+    assert!(snapshot.status.success(), "{snapshot:?}");
+    let values: std::collections::BTreeMap<String, f64> =
+        serde_json::from_slice(&snapshot.stdout).unwrap();
+    assert_eq!(values.get("pgbouncer.bouncer.up"), Some(&1.0), "{values:?}");
+    assert!(
+        values
+            .get("pgbouncer.bouncer.tasks.app.sv_active")
+            .is_some_and(|v| *v > 0.0),
+        "{values:?}"
+    );
+    // The exhaustion drill with the bouncer in the chain: clients queue in it, and it serves
+    // again once the server has connections.
+    let run = gameday(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &[
+            "run",
+            "--config",
+            &config,
+            "scenarios/with-pgbouncer/pool-exhaustion.toml",
+        ],
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.contains("✅ during: clients queue in the bouncer"),
+        "{out}"
+    );
+    assert!(out.contains("Status: Pass"), "{out}");
+    kill(Pid::from_raw(demo.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(demo.wait().unwrap().success());
+    wait_until(
+        "no nats-server, postgres, pgbouncer or proxy daemon is left",
+        Duration::from_secs(15),
+        || processes_under(&dir).is_empty(),
+    );
 }

@@ -430,10 +430,16 @@ pub fn gameday(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// Starts `gameday demo --headless` in `dir`; returns it and its config once it is ready.
 pub fn headless_demo(dir: &Path, rate: f64) -> (std::process::Child, String) {
+    headless_demo_with(dir, rate, &[])
+}
+
+/// [`headless_demo`] with extra `gameday demo` flags (`--pgbouncer`).
+pub fn headless_demo_with(dir: &Path, rate: f64, extra: &[&str]) -> (std::process::Child, String) {
     let dir_arg = dir.display().to_string();
     let rate = rate.to_string();
     let mut demo = Command::new(GAMEDAY)
         .args(["demo", "--headless", "--dir", &dir_arg, "--rate", &rate])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .spawn()
