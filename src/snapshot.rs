@@ -42,6 +42,12 @@ pub async fn collect(
         expected.push(SourceId::postgres());
     }
     expected.extend(config.probes.iter().map(|p| SourceId::probe(&p.name)));
+    expected.extend(
+        config
+            .prometheus
+            .iter()
+            .map(|p| SourceId::prometheus(&p.name)),
+    );
     // Webhook records only exist while traffic flows: watch them for the duration, do not wait.
     // Read-only: look at a running daemon, never attach to one, configure it or start one.
     let _proxy = match observe_proxy(config).await {

@@ -1,10 +1,13 @@
 //! PostgreSQL: used / usable connections with a gauge and its history, waiting on locks, errors,
 //! connections by state; one row per configured pool (`application_name` connections against
 //! size + max overflow, 100% = crit), other application names seen, and operator gauges with
-//! their thresholds.
+//! their thresholds. Above the server's rows, one row per pool an application reports through a
+//! `[[prometheus]]` source (`prom.<name>.pool.<pool>.*`): what the application sees, waiting
+//! requests included; dimmed with `◌` and its age while that source is down.
 //!
 //! ```text
 //! ✔ up  probe 1.8ms  postgres://app:***@127.0.0.1:5432/tasks
+//! ✖ app pool tasks  30/30 used · 17 waiting
 //! ✔ connections   34/97 ████▍░░░░░  35% ▁▁▂▂▃
 //! waiting 2 · errors 3 │ active 12 · idle 20
 //! ▲ task-tracker  28/30 █████████▍  93% ▅▆▇▇█
@@ -42,6 +45,8 @@ const NOT_STATES: [&str; 3] = ["used", "max", "utilization"];
 
 /// One line of the panel; charts may grow taller.
 enum Line {
+    /// An application's own pool: the `[[prometheus]]` source's name and the pool's key part.
+    AppPool(String, String),
     Connections,
     States,
     Pool(usize),
@@ -127,7 +132,11 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         theme,
     );
 
-    let mut lines = vec![Line::Connections, Line::States];
+    let mut lines: Vec<Line> = app_pools(ctx)
+        .into_iter()
+        .map(|(source, pool)| Line::AppPool(source, pool))
+        .collect();
+    lines.extend([Line::Connections, Line::States]);
     lines.extend((0..config.pools.len()).map(Line::Pool));
     lines.extend((0..config.gauges.len()).map(Line::Gauge));
     if !other_apps(ctx, config).is_empty() {
@@ -198,6 +207,23 @@ fn plan_heights(lines: &[Line], available: u16, max_rows: u16) -> Vec<u16> {
         }
     }
     heights
+}
+
+/// Pools the `[[prometheus]]` sources have reported, by source and pool, in config order.
+fn app_pools(ctx: &PanelCtx<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in &ctx.state.config.prometheus {
+        let prefix = format!("{}pool.", SourceId::prometheus(&p.name).key_prefix());
+        let mut pools: Vec<String> = ctx
+            .state
+            .metrics
+            .keys_with_prefix(&prefix)
+            .filter_map(|key| Some(key.strip_prefix(&prefix)?.rsplit_once('.')?.0.to_string()))
+            .collect();
+        pools.dedup();
+        out.extend(pools.into_iter().map(|pool| (p.name.clone(), pool)));
+    }
+    out
 }
 
 fn pool_key(application_name: &str, field: &str) -> String {
@@ -273,6 +299,100 @@ impl Rows<'_> {
         }
     }
 
+    /// `✖ app pool tasks  30/30 used · 17 waiting`: full or waiting is critical, 80% a warning.
+    fn app_pool(&self, buf: &mut Buffer, row: Rect, source: &str, pool: &str) {
+        let ctx = self.ctx;
+        let theme = ctx.theme;
+        let id = SourceId::prometheus(source);
+        let stale = ctx.health(id.as_str(), true).is_stale();
+        let key = |field: &str| format!("{}pool.{pool}.{field}", id.key_prefix());
+        let value = |field: &str| ctx.metric(&key(field), stale);
+        let (in_use, max, waiting, idle) = (
+            value("in_use"),
+            value("max"),
+            value("waiting"),
+            value("idle"),
+        );
+        let share = match (in_use, max) {
+            (Some(used), Some(max)) if max > 0.0 => Some(used / max),
+            _ => None,
+        };
+        let level = if waiting.is_some_and(|w| w > 0.0) || share.is_some_and(|s| s >= 1.0) {
+            Level::Crit
+        } else if share.is_some_and(|s| s >= 0.8) {
+            Level::Warn
+        } else {
+            Level::Ok
+        };
+        let (badge, style) = if stale {
+            (stale::marker(theme), theme.stale())
+        } else if in_use.is_none() {
+            (Span::raw(" "), theme.text())
+        } else {
+            (badge::level(level, theme), theme.value(level))
+        };
+        let plain = if stale { theme.stale() } else { theme.text() };
+        // One source: "app pool tasks"; several: "<source> pool tasks".
+        let owner = if ctx.state.config.prometheus.len() == 1 {
+            "app"
+        } else {
+            source
+        };
+        let mut parts = vec![
+            Part::new(vec![badge, Span::raw(" ")]),
+            Part::new(vec![Span::styled(format!("{owner} pool {pool}  "), plain)]),
+            Part::new(vec![
+                Span::styled(
+                    format!(
+                        "{}/{}",
+                        format::or_dash(in_use, format::count),
+                        format::or_dash(max, format::count)
+                    ),
+                    style,
+                ),
+                Span::styled(" used", theme.muted()),
+            ]),
+        ];
+        if let Some(waiting) = waiting {
+            let waiting_style = if stale {
+                theme.stale()
+            } else if waiting > 0.0 {
+                theme.level(Level::Crit)
+            } else {
+                plain
+            };
+            parts.push(
+                Part::new(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(waiting), waiting_style),
+                    Span::styled(" waiting", theme.muted()),
+                ])
+                .drop(2),
+            );
+        }
+        if let Some(idle) = idle {
+            parts.push(
+                Part::new(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(idle), plain),
+                    Span::styled(" idle", theme.muted()),
+                ])
+                .drop(3),
+            );
+        }
+        if stale {
+            let age = stale::age_ms(ctx.state, &key("in_use"), id.as_str());
+            parts.push(
+                Part::new(vec![Span::styled(
+                    format!("  {}", stale::age_text(age, 16)),
+                    theme.stale(),
+                )])
+                .drop(1),
+            );
+        }
+        put_parts(buf, row, &parts);
+    }
+
     fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
         let Rows {
             ctx,
@@ -287,6 +407,7 @@ impl Rows<'_> {
         let value_style = |key: &str| ctx.value_style(key, stale);
         let plain = if stale { theme.stale() } else { theme.text() };
         match line {
+            Line::AppPool(source, pool) => self.app_pool(buf, first, source, pool),
             Line::Connections => {
                 let key = "pg.connections.utilization";
                 let used = ctx.metric("pg.connections.used", stale);
