@@ -672,7 +672,9 @@ mod tests {
         });
         running
             .watch
-            .until(WITHIN, "down", |w| w.down_reason().is_some())
+            .until(WITHIN, "down, up = 0", |w| {
+                w.down_reason().is_some() && w.value("prom.app.up").is_some()
+            })
             .await;
         assert_eq!(
             running.watch.down_reason(),

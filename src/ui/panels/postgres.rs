@@ -332,6 +332,11 @@ impl Rows<'_> {
             (badge::level(level, theme), theme.value(level))
         };
         let plain = if stale { theme.stale() } else { theme.text() };
+        let used = format!(
+            "{}/{}",
+            format::or_dash(in_use, format::count),
+            format::or_dash(max, format::count)
+        );
         // One source: "app pool tasks"; several: "<source> pool tasks".
         let owner = if ctx.state.config.prometheus.len() == 1 {
             "app"
@@ -340,18 +345,13 @@ impl Rows<'_> {
         };
         let mut parts = vec![
             Part::new(vec![badge, Span::raw(" ")]),
-            Part::new(vec![Span::styled(format!("{owner} pool {pool}  "), plain)]),
+            Part::new(vec![Span::styled(format!("{owner} pool {pool}  "), plain)])
+                .or(vec![Span::styled(format!("pool {pool} "), plain)]),
             Part::new(vec![
-                Span::styled(
-                    format!(
-                        "{}/{}",
-                        format::or_dash(in_use, format::count),
-                        format::or_dash(max, format::count)
-                    ),
-                    style,
-                ),
+                Span::styled(used.clone(), style),
                 Span::styled(" used", theme.muted()),
-            ]),
+            ])
+            .or(vec![Span::styled(used, style)]),
         ];
         if let Some(waiting) = waiting {
             let waiting_style = if stale {
@@ -367,7 +367,12 @@ impl Rows<'_> {
                     Span::styled(format::count(waiting), waiting_style),
                     Span::styled(" waiting", theme.muted()),
                 ])
-                .drop(2),
+                .or(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(waiting), waiting_style),
+                    Span::styled(" wait", theme.muted()),
+                ])
+                .drop(1),
             );
         }
         if let Some(idle) = idle {
@@ -384,10 +389,10 @@ impl Rows<'_> {
             let age = stale::age_ms(ctx.state, &key("in_use"), id.as_str());
             parts.push(
                 Part::new(vec![Span::styled(
-                    format!("  {}", stale::age_text(age, 16)),
+                    format!("  {}", stale::age_text(age, 8)),
                     theme.stale(),
                 )])
-                .drop(1),
+                .drop(2),
             );
         }
         put_parts(buf, row, &parts);
@@ -702,6 +707,95 @@ mod tests {
             assert_eq!(buf[connections].fg, theme.palette.muted, "stale, not live");
             assert_eq!(buf[(area.x + 1, connections.y)].symbol(), "◌");
         }
+    }
+
+    /// The drill with the app's own view of its pool through a `[[prometheus]]` source: full,
+    /// 17 requests waiting.
+    fn with_app_pool() -> crate::state::AppState {
+        let mut state = state();
+        let mut config = (*state.config).clone();
+        config.prometheus = vec![crate::config::PrometheusConfig {
+            name: "lab".into(),
+            url: "http://127.0.0.1:8000/metrics".into(),
+            interval: crate::toml_input::Dur::from_secs(1),
+            timeout: crate::toml_input::Dur::from_secs(2),
+            keep: Vec::new(),
+            headers: Default::default(),
+            ca_file: None,
+        }];
+        state.config = std::sync::Arc::new(config);
+        for at in (NOW_MS - 5_000..=NOW_MS).step_by(1_000) {
+            for (field, value) in [
+                ("in_use", 30.0),
+                ("idle", 0.0),
+                ("waiting", 17.0),
+                ("max", 30.0),
+            ] {
+                state
+                    .metrics
+                    .record(at, &format!("prom.lab.pool.tasks.{field}"), value);
+            }
+        }
+        set_source(&mut state, "prom.lab", SourceStatus::Up, 1_000);
+        state
+    }
+
+    #[test]
+    fn the_apps_own_pool_is_a_row_above_the_server_rows() {
+        let mut state = with_app_pool();
+        let text = panel_text(&mut state, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("✖ pool tasks 30/30 · 17 wait"),
+            "{text}"
+        );
+        insta::assert_snapshot!("postgres_app_pool_80x24", text);
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        assert!(
+            flat(&text).contains("app pool tasks  30/30 used · 17 waiting · 0 idle"),
+            "{text}"
+        );
+        insta::assert_snapshot!("postgres_app_pool_160x48", text);
+        let lines: Vec<&str> = text.lines().collect();
+        let pool = lines
+            .iter()
+            .position(|l| l.contains("app pool tasks"))
+            .unwrap();
+        let connections = lines.iter().position(|l| l.contains("36/97")).unwrap();
+        assert!(pool < connections, "{text}");
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let used = find_in(buf, area, "30/30 used").unwrap();
+        assert_eq!(buf[used].fg, theme.palette.crit, "full is critical");
+        assert_eq!(buf[(area.x + 1, used.y)].symbol(), "✖");
+    }
+
+    #[test]
+    fn the_apps_pool_is_stale_while_its_source_is_down() {
+        let mut state = with_app_pool();
+        state.now_ms = NOW_MS + 9_000;
+        state.metrics.gap(NOW_MS + 1_000, "prom.lab.");
+        set_source(
+            &mut state,
+            "prom.lab",
+            SourceStatus::down("connection refused"),
+            NOW_MS + 1_000,
+        );
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        insta::assert_snapshot!("postgres_app_pool_down_160x48", text);
+        assert!(
+            flat(&text).contains("◌ app pool tasks  30/30 · 17 wait · 0 idle  9s ago"),
+            "{text}"
+        );
+        assert!(text.contains("9s ago"), "{text}");
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let used = find_in(buf, area, "30/30 · 17").unwrap();
+        assert_eq!(buf[used].fg, theme.palette.muted, "stale, not live");
+        assert_eq!(buf[(area.x + 1, used.y)].symbol(), "◌");
     }
 
     #[test]
