@@ -232,9 +232,12 @@ fn number(text: &str) -> Option<f64> {
     }
 }
 
+/// Label names and values, in the order written.
+type Labels = Vec<(String, String)>;
+
 /// `name="value",…}` (after the `{`): the labels and what follows the `}`.
-fn label_set(mut text: &str) -> Result<(Vec<(String, String)>, &str), String> {
-    let mut labels: Vec<(String, String)> = Vec::new();
+fn label_set(mut text: &str) -> Result<(Labels, &str), String> {
+    let mut labels: Labels = Vec::new();
     loop {
         text = text.trim_start();
         if let Some(tail) = text.strip_prefix('}') {
