@@ -123,6 +123,13 @@ pub async fn targets(config: &Arc<Config>) -> Vec<Row> {
             "probe",
         ));
     }
+    for p in &config.prometheus {
+        rows.push(status_row(
+            SourceId::prometheus(&p.name),
+            p.name.clone(),
+            "prometheus",
+        ));
+    }
     for w in &config.webhooks {
         let result = tcp_reachable(&upstream_addr(&w.upstream)).await;
         rows.push(Row {

@@ -460,6 +460,13 @@ name = "health"
 url = "http://127.0.0.1:{api}/health"
 interval = "2s"
 
+[[prometheus]]
+# The lab's own view of its pool (`lab_db_pool_*`): in use, idle, waiting to acquire.
+name = "lab"
+url = "http://127.0.0.1:{api}/metrics"
+interval = "1s"
+keep = ["lab_db_pool_acquire_seconds_count", "lab_db_pool_acquire_seconds_sum"]
+
 [[proxy]]
 name = "nats"
 listen = "127.0.0.1:{nats_proxy}"

@@ -48,6 +48,12 @@ pub async fn collect(
             .map(|b| sources::pgbouncer::source_id(&b.name)),
     );
     expected.extend(config.probes.iter().map(|p| SourceId::probe(&p.name)));
+    expected.extend(
+        config
+            .prometheus
+            .iter()
+            .map(|p| SourceId::prometheus(&p.name)),
+    );
     // Webhook records only exist while traffic flows: watch them for the duration, do not wait.
     // Read-only: look at a running daemon, never attach to one, configure it or start one.
     let _proxy = match observe_proxy(config).await {

@@ -88,7 +88,14 @@ fn check_finds_every_target_of_the_demo_config_reachable() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for kind in ["nats", "postgres", "probe", "webhook", "proxy"] {
+    for kind in [
+        "nats",
+        "postgres",
+        "probe",
+        "prometheus",
+        "webhook",
+        "proxy",
+    ] {
         assert!(
             text.lines()
                 .any(|l| l.contains(kind) && l.contains("✔ reachable")),

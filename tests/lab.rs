@@ -885,3 +885,157 @@ async fn the_sink_checks_the_token_and_answers_repeats_like_an_idempotent_api() 
     assert_eq!(received.messages[0].chat_id, json!(7));
     sink.stop().await;
 }
+
+/// Everything a running `[[prometheus]]` source sent: its latest status and value per key.
+struct Scrapes {
+    rx: tokio::sync::mpsc::Receiver<gameday::sources::SourceEvent>,
+    latest: std::collections::BTreeMap<String, f64>,
+    up: bool,
+}
+
+impl Scrapes {
+    /// Reads events until `done` holds, or panics at the deadline with what was seen.
+    async fn until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+    ) {
+        use gameday::sources::{SourceEvent, SourceStatus};
+        let deadline = tokio::time::Instant::now() + limit;
+        while !(self.up && done(&self.latest)) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(SourceEvent::Samples { values, .. })) => self.latest.extend(values),
+                Ok(Some(SourceEvent::Status { status, .. })) => {
+                    self.up = status == SourceStatus::Up;
+                }
+                Ok(None) => panic!("{what}: the source stopped"),
+                Err(_) => panic!(
+                    "{what}: not reached within {limit:?}; up {}, last seen {:?}",
+                    self.up, self.latest
+                ),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_source_reads_the_labs_pool_and_its_waiting_requests() {
+    let bench = Bench::start("lab-prometheus", 40).await;
+    let options = LabOptions {
+        pool_size: 2,
+        max_overflow: 0,
+        pool_timeout: Duration::from_secs(10),
+        ..bench.lab_options()
+    };
+    let lab = bench.lab(options).await;
+
+    // The console's source against the lab's real /metrics.
+    let config = gameday::config::PrometheusConfig {
+        name: "lab".into(),
+        url: format!("{}/metrics", lab.url()),
+        interval: gameday::toml_input::Dur::from_millis(100),
+        timeout: gameday::toml_input::Dur::from_secs(2),
+        keep: vec!["lab_db_pool_acquire_seconds_count".into()],
+        headers: Default::default(),
+        ca_file: None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(gameday::sources::CHANNEL_CAPACITY);
+    let cancel = CancellationToken::new();
+    let source = tokio::spawn(gameday::sources::prometheus::run(
+        config,
+        gameday::redact::Redactor::default(),
+        tx,
+        cancel.clone(),
+    ));
+    let mut scrapes = Scrapes {
+        rx,
+        latest: Default::default(),
+        up: false,
+    };
+    scrapes
+        .until("an idle pool", Duration::from_secs(10), |m| {
+            m.get("prom.lab.pool.tasks.max") == Some(&2.0)
+                && m.get("prom.lab.pool.tasks.waiting") == Some(&0.0)
+                && m.contains_key("prom.lab.pool.tasks.in_use")
+                && m.contains_key("prom.lab.pool.tasks.idle")
+        })
+        .await;
+    assert_eq!(scrapes.latest.get("prom.lab.malformed"), Some(&0.0));
+    assert_eq!(scrapes.latest.get("prom.lab.up"), Some(&1.0));
+    // The lab acquired for its schema check and drainer already: the histogram counts them.
+    scrapes
+        .until("acquires counted", Duration::from_secs(10), |m| {
+            m.get("prom.lab.lab_db_pool_acquire_seconds_count.pool=tasks")
+                .is_some_and(|c| *c >= 1.0)
+        })
+        .await;
+
+    // A lock on the retry queue holds every connection that reads it: `/stats` requests take
+    // both connections and the rest wait to acquire one.
+    let mut admin = bench.superuser().await;
+    let mut lock = admin.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE retry_queue IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock the retry queue");
+    let stop_load = CancellationToken::new();
+    let load = {
+        let http = bench.http.clone();
+        let url = format!("{}/stats", lab.url());
+        let stop = stop_load.clone();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let requests = (0..6).map(|_| http.get(&url).send());
+                let _answers = futures::future::join_all(requests).await;
+            }
+        })
+    };
+    scrapes
+        .until(
+            "the pool full and requests waiting",
+            Duration::from_secs(15),
+            |m| {
+                m.get("prom.lab.pool.tasks.in_use") == Some(&2.0)
+                    && m.get("prom.lab.pool.tasks.waiting")
+                        .is_some_and(|w| *w >= 1.0)
+            },
+        )
+        .await;
+
+    stop_load.cancel();
+    tokio::time::timeout(Duration::from_secs(10), load)
+        .await
+        .expect("the load stops")
+        .expect("the load task");
+    lock.rollback().await.expect("release the lock");
+    scrapes
+        .until("nobody waiting again", Duration::from_secs(15), |m| {
+            m.get("prom.lab.pool.tasks.waiting") == Some(&0.0)
+        })
+        .await;
+
+    // The lab gone, the source says so and keeps its last values for the panel.
+    lab.stop().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, scrapes.rx.recv()).await {
+            Ok(Some(gameday::sources::SourceEvent::Status {
+                status: gameday::sources::SourceStatus::Down { reason },
+                ..
+            })) => {
+                assert_eq!(reason, "connection refused");
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("the source never said the lab is down"),
+        }
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), source)
+        .await
+        .expect("the source stops")
+        .expect("the source task");
+    admin.close().await.expect("close the admin session");
+    bench.clean_up().await;
+}

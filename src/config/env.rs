@@ -107,6 +107,13 @@ pub(super) fn expand_all(raw: &mut RawConfig, doc: &TomlDoc) -> Result<(), Input
         path_field(doc, &format!("probe[{i}].cert_file"), &mut p.cert_file)?;
         path_field(doc, &format!("probe[{i}].key_file"), &mut p.key_file)?;
     }
+    for (i, p) in raw.prometheus.iter_mut().enumerate() {
+        field(doc, &format!("prometheus[{i}].url"), &mut p.url)?;
+        for (k, v) in p.headers.iter_mut() {
+            field(doc, &format!("prometheus[{i}].headers.{k}"), v)?;
+        }
+        path_field(doc, &format!("prometheus[{i}].ca_file"), &mut p.ca_file)?;
+    }
     Ok(())
 }
 

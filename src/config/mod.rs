@@ -33,6 +33,8 @@ pub struct Config {
     pub pgbouncers: Vec<PgBouncerConfig>,
     pub webhooks: Vec<WebhookConfig>,
     pub probes: Vec<ProbeConfig>,
+    /// Prometheus / OpenMetrics endpoints scraped (`[[prometheus]]`).
+    pub prometheus: Vec<PrometheusConfig>,
     /// TCP proxies the app connects through (network faults act here).
     pub proxies: Vec<faults::ProxyConfig>,
     /// Containers and processes faults may act on: the allowlist.
@@ -58,6 +60,8 @@ pub struct View {
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default)]
     pub probes: Vec<ProbeConfig>,
+    #[serde(default)]
+    pub prometheus: Vec<PrometheusConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +297,28 @@ pub struct ProbeConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// An application's `/metrics` (Prometheus text or OpenMetrics), scraped every `interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    pub name: String,
+    /// `http://…/metrics` or `https://…`.
+    pub url: String,
+    #[serde(default = "default_probe_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_scrape_timeout")]
+    pub timeout: Dur,
+    /// Series kept as metric keys: a name, or a name with labels it must carry
+    /// (`db_client_connections_usage{state="used"}`). Known pool series need no entry.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Request headers (`authorization = "Bearer ${TOKEN}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// PEM CA file for an `https` URL with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
 impl NatsConfig {
     pub fn tls(&self) -> crate::connect::TlsFiles {
         crate::connect::TlsFiles {
@@ -337,6 +363,9 @@ fn default_expect() -> Vec<u16> {
 fn default_probe_interval() -> Dur {
     Dur::from_secs(1)
 }
+fn default_scrape_timeout() -> Dur {
+    Dur::from_secs(2)
+}
 fn default_request_timeout() -> Dur {
     Dur::from_secs(5)
 }
@@ -355,6 +384,8 @@ struct RawConfig {
     webhook: Vec<WebhookConfig>,
     #[serde(default)]
     probe: Vec<ProbeConfig>,
+    #[serde(default)]
+    prometheus: Vec<PrometheusConfig>,
     #[serde(default)]
     proxy: Vec<faults::ProxyConfig>,
     #[serde(default)]
@@ -446,6 +477,7 @@ impl Config {
             pgbouncers: raw.pgbouncer,
             webhooks: raw.webhook,
             probes: raw.probe,
+            prometheus: raw.prometheus,
             proxies: raw.proxy,
             containers,
             processes,
@@ -467,6 +499,7 @@ impl Config {
             pgbouncers: self.pgbouncers.clone(),
             webhooks: self.webhooks.clone(),
             probes: self.probes.clone(),
+            prometheus: self.prometheus.clone(),
         };
         if let Some(n) = &mut view.nats {
             n.url = url(&n.url);
@@ -501,6 +534,16 @@ impl Config {
                 };
             }
         }
+        for p in &mut view.prometheus {
+            p.url = url(&p.url);
+            for (k, v) in &mut p.headers {
+                *v = if redact::is_secret_name(k) {
+                    redact::MASK.into()
+                } else {
+                    text(v)
+                };
+            }
+        }
         view
     }
 
@@ -515,6 +558,7 @@ impl Config {
             pgbouncers: view.pgbouncers,
             webhooks: view.webhooks,
             probes: view.probes,
+            prometheus: view.prometheus,
             proxies: Vec::new(),
             containers: Vec::new(),
             processes: Vec::new(),
@@ -618,6 +662,11 @@ impl Config {
                 self.pgbouncers.iter().any(|b| b.name == *name)
                     && crate::sources::pgbouncer::known_key(rest)
             }
+            ["prom", name, rest @ ..] => self
+                .prometheus
+                .iter()
+                .find(|p| p.name == *name)
+                .is_some_and(|p| known_prom_key(p, rest)),
             ["proxy", name, "active" | "accepted" | "connect_errors"] => {
                 self.proxies.iter().any(|p| p.name == *name)
             }
@@ -627,7 +676,7 @@ impl Config {
             Ok(())
         } else {
             Err(format!(
-                "unknown metric \"{key}\" for {}: expected a key its sources produce, like nats.<stream>.<consumer>.pending, pg.app.<name>.utilization, pg.gauge.<name>, pgbouncer.<name>.cl_waiting, webhook.<name>.latency_ms.p95, probe.<name>.ok (see README, Metric keys)",
+                "unknown metric \"{key}\" for {}: expected a key its sources produce, like nats.<stream>.<consumer>.pending, pg.app.<name>.utilization, pg.gauge.<name>, pgbouncer.<name>.cl_waiting, webhook.<name>.latency_ms.p95, probe.<name>.ok, prom.<name>.pool.<pool>.in_use, prom.<name>.<series>.<label>=<value> (see README, Metric keys)",
                 self.file.display()
             ))
         }
@@ -657,6 +706,19 @@ fn known_nats_key(n: &NatsConfig, rest: &[&str]) -> bool {
             "pending" | "ack_pending" | "redelivered" | "waiting",
         ] => watched_consumer(stream, consumer),
         _ => false,
+    }
+}
+
+fn known_prom_key(p: &PrometheusConfig, rest: &[&str]) -> bool {
+    use crate::sources::prometheus::{POOL_FIELDS, Selector};
+    match rest {
+        ["up" | "scrape_ms" | "malformed"] => true,
+        ["pool", pool, field] => !pool.is_empty() && POOL_FIELDS.contains(field),
+        _ => p
+            .keep
+            .iter()
+            .filter_map(|k| Selector::parse(k).ok())
+            .any(|s| s.matches_key(rest)),
     }
 }
 
@@ -698,6 +760,15 @@ fn collect_secrets(raw: &RawConfig) -> Vec<String> {
         for (k, v) in &p.headers {
             if redact::is_secret_name(k) {
                 // "Bearer abc": the credential is the last word.
+                out.push(v.clone());
+                out.extend(v.split_whitespace().last().map(str::to_string));
+            }
+        }
+    }
+    for p in &raw.prometheus {
+        out.extend(redact::secrets_in_url(&p.url));
+        for (k, v) in &p.headers {
+            if redact::is_secret_name(k) {
                 out.push(v.clone());
                 out.extend(v.split_whitespace().last().map(str::to_string));
             }
@@ -950,6 +1021,38 @@ fn validate(raw: &RawConfig, doc: &TomlDoc) -> Result<(), InputError> {
         "name",
         raw.probe.iter().map(|p| p.name.as_str()),
     )?;
+    for (i, p) in raw.prometheus.iter().enumerate() {
+        check_name(doc, &format!("prometheus[{i}].name"), &p.name)?;
+        check_scheme(
+            doc,
+            &format!("prometheus[{i}].url"),
+            &p.url,
+            &["http", "https"],
+        )?;
+        if p.interval.get() < Duration::from_millis(100) {
+            return Err(doc.error_at(
+                &format!("prometheus[{i}].interval"),
+                "expected at least \"100ms\"",
+            ));
+        }
+        if p.timeout.get().is_zero() {
+            return Err(doc.error_at(
+                &format!("prometheus[{i}].timeout"),
+                "expected a duration above zero",
+            ));
+        }
+        for (j, k) in p.keep.iter().enumerate() {
+            if let Err(message) = crate::sources::prometheus::Selector::parse(k) {
+                return Err(doc.error_at(&format!("prometheus[{i}].keep[{j}]"), message));
+            }
+        }
+    }
+    check_unique(
+        doc,
+        "prometheus",
+        "name",
+        raw.prometheus.iter().map(|p| p.name.as_str()),
+    )?;
     Ok(())
 }
 
@@ -1021,6 +1124,9 @@ fn tls_files(raw: &mut RawConfig, doc: &TomlDoc) -> Result<Vec<String>, InputErr
     }
     for (i, w) in raw.webhook.iter_mut().enumerate() {
         file(format!("webhook[{i}].ca_file"), &mut w.ca_file, false)?;
+    }
+    for (i, p) in raw.prometheus.iter_mut().enumerate() {
+        file(format!("prometheus[{i}].ca_file"), &mut p.ca_file, false)?;
     }
     for (i, p) in raw.probe.iter_mut().enumerate() {
         file(format!("probe[{i}].ca_file"), &mut p.ca_file, false)?;

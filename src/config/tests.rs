@@ -63,6 +63,8 @@ fn full_config_reads_every_section() {
     assert_eq!(c.webhooks[0].timeout.get(), Duration::from_secs(30));
     assert_eq!(c.probes[0].expect, vec![202]);
     assert_eq!(c.probes[0].headers["content-type"], "application/json");
+    assert_eq!(c.prometheus[0].interval.get(), Duration::from_secs(2));
+    assert_eq!(c.prometheus[0].keep.len(), 2);
     let t = c.thresholds();
     assert_eq!(t["nats.TASKS.workers.pending"].crit, Some(1000.0));
     assert_eq!(t["pg.app.task-tracker.utilization"].crit, Some(1.0));
@@ -177,6 +179,11 @@ upstream = "http://127.0.0.1:9000/bot123456:bot-token-5"
 name = "api"
 url = "http://127.0.0.1:8000/tasks?token=probe-token-6"
 headers = { Authorization = "Bearer header-secret-7", X-Trace = "plain" }
+
+[[prometheus]]
+name = "app"
+url = "http://scraper:prom-pass-8@127.0.0.1:8080/metrics"
+headers = { Authorization = "Bearer prom-token-9" }
 "#,
     )
     .unwrap();
@@ -190,6 +197,8 @@ headers = { Authorization = "Bearer header-secret-7", X-Trace = "plain" }
         "bot-token-5",
         "probe-token-6",
         "header-secret-7",
+        "prom-pass-8",
+        "prom-token-9",
     ] {
         assert!(!json.contains(secret), "{secret} in {json}");
     }
@@ -199,6 +208,7 @@ headers = { Authorization = "Bearer header-secret-7", X-Trace = "plain" }
     assert_eq!(back, view);
     let drawn = Config::from_view("gameday.toml".into(), back);
     assert_eq!(drawn.probes[0].name, "api");
+    assert_eq!(drawn.prometheus[0].name, "app");
     assert!(drawn.faults.is_empty() && drawn.containers.is_empty());
 }
 
@@ -309,4 +319,36 @@ pool_size = 2
         "fault[0].pool_size",
         "from 1 to 10000",
     );
+}
+
+#[test]
+fn prometheus_keys_are_metrics_a_scenario_may_name() {
+    let c = load_fixture(
+        &fixtures("valid")
+            .into_iter()
+            .find(|p| p.ends_with("full.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "prom.app.up",
+        "prom.app.scrape_ms",
+        "prom.app.malformed",
+        "prom.app.pool.HikariPool-1.in_use",
+        "prom.app.pool.127_0_0_1:5432_tasks.waiting",
+        "prom.app.pool.tasks.max",
+        "prom.app.hikaricp_connections_timeout_total.pool=HikariPool-1",
+        "prom.app.db_client_connections_usage.pool_name=tasks.state=used",
+    ] {
+        assert_eq!(c.check_metric(key), Ok(()), "{key}");
+    }
+    for key in [
+        "prom.other.up",
+        "prom.app.pool.tasks.used",
+        "prom.app.jvm_memory_used_bytes",
+        "prom.app.db_client_connections_usage.pool_name=tasks.state=idle",
+        "prom.app.hikaricp_connections_timeout_total.pool",
+    ] {
+        assert!(c.check_metric(key).is_err(), "{key} accepted");
+    }
 }

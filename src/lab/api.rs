@@ -1,4 +1,4 @@
-//! The task tracker's HTTP API: `POST /tasks`, `GET /health`, `GET /stats`.
+//! The task tracker's HTTP API: `POST /tasks`, `GET /health`, `GET /stats`, `GET /metrics`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/tasks", post(create_task))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -132,7 +133,7 @@ async fn submit(state: &ApiState, task: &TaskMessage) -> Response {
         }
     };
     let retry_at = Utc::now() + state.retry_delay;
-    match store::enqueue(&state.pool, task, retry_at).await {
+    match store::enqueue(&state.pool, &state.counters.pool_meter, task, retry_at).await {
         Ok(()) => {
             pass.succeeded();
             bump(&state.counters.queued);
@@ -157,14 +158,18 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     } else {
         super::UNBOUNDED_WAIT
     };
-    let postgres =
-        match tokio::time::timeout(bound, sqlx::query("SELECT 1").execute(&state.pool)).await {
-            Ok(Ok(_)) => json!({ "status": "up", "latency_ms": started.elapsed().as_millis() }),
-            Ok(Err(db_error)) => json!({ "status": "down", "error": db_error.to_string() }),
-            Err(_) => {
-                json!({ "status": "down", "error": format!("no answer within {PROBE_TIMEOUT:?}") })
-            }
-        };
+    let select_one = async {
+        let mut conn =
+            super::pool_metrics::acquire(&state.pool, &state.counters.pool_meter).await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await
+    };
+    let postgres = match tokio::time::timeout(bound, select_one).await {
+        Ok(Ok(_)) => json!({ "status": "up", "latency_ms": started.elapsed().as_millis() }),
+        Ok(Err(db_error)) => json!({ "status": "down", "error": db_error.to_string() }),
+        Err(_) => {
+            json!({ "status": "down", "error": format!("no answer within {PROBE_TIMEOUT:?}") })
+        }
+    };
     let postgres_up = postgres["status"] == "up";
     let overall = if nats_up && postgres_up {
         "ok"
@@ -180,17 +185,37 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn stats(State(state): State<Arc<ApiState>>) -> Response {
-    let depth =
-        match tokio::time::timeout(PROBE_TIMEOUT, store::retry_queue_depth(&state.pool)).await {
-            Ok(Ok(depth)) => Some(depth),
-            Ok(Err(_)) | Err(_) => None,
-        };
+    let depth = match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        store::retry_queue_depth(&state.pool, &state.counters.pool_meter),
+    )
+    .await
+    {
+        Ok(Ok(depth)) => Some(depth),
+        Ok(Err(_)) | Err(_) => None,
+    };
     let snapshot = state.counters.snapshot(
         depth,
         store::pool_stats(&state.pool),
         state.broker.is_connected(),
     );
     Json(snapshot).into_response()
+}
+
+/// The pool in the Prometheus text format.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let body = state
+        .counters
+        .pool_meter
+        .render(store::pool_stats(&state.pool));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

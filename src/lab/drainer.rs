@@ -78,7 +78,8 @@ impl Drainer {
     }
 
     async fn drain_batch(&self) -> Result<BatchOutcome, sqlx::Error> {
-        let mut transaction = self.pool.begin().await?;
+        let mut conn = super::pool_metrics::acquire(&self.pool, &self.counters.pool_meter).await?;
+        let mut transaction = sqlx::Connection::begin(&mut *conn).await?;
         let rows = sqlx::query(
             "SELECT id::text AS id, title, enqueued_at FROM retry_queue WHERE retry_at <= now() \
              ORDER BY retry_at LIMIT $1 FOR UPDATE SKIP LOCKED",

@@ -11,6 +11,7 @@ mod breaker;
 mod broker;
 mod drainer;
 mod notifier;
+mod pool_metrics;
 mod sink;
 mod stats;
 mod store;

@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     pub pool_timeouts: AtomicU64,
     pub db_errors: AtomicU64,
     pub db_fail_fast: AtomicU64,
+    /// Waiting acquires and their wait times (`GET /metrics`).
+    pub pool_meter: super::pool_metrics::PoolMeter,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

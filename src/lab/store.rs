@@ -12,6 +12,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::TaskMessage;
+use super::pool_metrics::{PoolMeter, acquire};
 use super::stats::{Counters, PoolStats, bump};
 
 /// `application_name` of every pool connection, so pg_stat_activity and the console can tell
@@ -70,9 +71,11 @@ pub(crate) fn count_error(counters: &Counters, error: &sqlx::Error) {
 /// Parks a task the broker could not take.
 pub(crate) async fn enqueue(
     pool: &PgPool,
+    meter: &PoolMeter,
     task: &TaskMessage,
     retry_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    let mut conn = acquire(pool, meter).await?;
     sqlx::query(
         "INSERT INTO retry_queue (id, title, enqueued_at, retry_at) VALUES ($1::uuid, $2, $3, $4) \
          ON CONFLICT (id) DO NOTHING",
@@ -81,14 +84,18 @@ pub(crate) async fn enqueue(
     .bind(&task.title)
     .bind(task.created_at)
     .bind(retry_at)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-pub(crate) async fn retry_queue_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub(crate) async fn retry_queue_depth(
+    pool: &PgPool,
+    meter: &PoolMeter,
+) -> Result<i64, sqlx::Error> {
+    let mut conn = acquire(pool, meter).await?;
     sqlx::query_scalar("SELECT count(*) FROM retry_queue")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
 }
 
@@ -104,15 +111,17 @@ pub(crate) struct Recorded {
 /// Writes a task idempotently: a redelivered task leaves the row as it is.
 pub(crate) async fn record_task(
     pool: &PgPool,
+    meter: &PoolMeter,
     task: &TaskMessage,
 ) -> Result<Recorded, sqlx::Error> {
+    let mut conn = acquire(pool, meter).await?;
     let inserted = sqlx::query(
         "INSERT INTO tasks (id, title, created_at) VALUES ($1::uuid, $2, $3) ON CONFLICT (id) DO NOTHING",
     )
     .bind(task.id.to_string())
     .bind(&task.title)
     .bind(task.created_at)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
@@ -121,7 +130,7 @@ pub(crate) async fn record_task(
     } else {
         sqlx::query_scalar("SELECT notified_at IS NOT NULL FROM tasks WHERE id = $1::uuid")
             .bind(task.id.to_string())
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?
     };
     Ok(Recorded {
@@ -130,10 +139,15 @@ pub(crate) async fn record_task(
     })
 }
 
-pub(crate) async fn mark_notified(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_notified(
+    pool: &PgPool,
+    meter: &PoolMeter,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    let mut conn = acquire(pool, meter).await?;
     sqlx::query("UPDATE tasks SET notified_at = now() WHERE id = $1::uuid AND notified_at IS NULL")
         .bind(id.to_string())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

@@ -290,7 +290,7 @@ async fn handle(message: Message, context: Arc<TaskContext>, _permit: OwnedSemap
 
 /// Write, notify, mark notified. Any failure leaves the message for redelivery.
 async fn process(task: &TaskMessage, context: &TaskContext) -> Result<(), ()> {
-    let recorded = store::record_task(&context.pool, task)
+    let recorded = store::record_task(&context.pool, &context.counters.pool_meter, task)
         .await
         .map_err(|error| {
             store::count_error(&context.counters, &error);
@@ -310,7 +310,7 @@ async fn process(task: &TaskMessage, context: &TaskContext) -> Result<(), ()> {
         .await
         .map_err(|error| tracing::warn!(task = %task.id, %error, "notification gave up, task left for redelivery"))?;
     // If this fails the task is notified again on redelivery, with the same Idempotency-Key.
-    store::mark_notified(&context.pool, task.id)
+    store::mark_notified(&context.pool, &context.counters.pool_meter, task.id)
         .await
         .map_err(|error| {
             store::count_error(&context.counters, &error);

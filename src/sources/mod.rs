@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Which source; its string form is also the metric-key prefix it owns (`nats`, `pg`,
-/// `webhook.telegram`, `probe.api`, `pgbouncer.main`, `host`).
+/// `webhook.telegram`, `probe.api`, `pgbouncer.main`, `prom.app`, `host`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SourceId(pub String);
@@ -32,6 +32,9 @@ impl SourceId {
     }
     pub fn probe(name: &str) -> Self {
         SourceId(format!("probe.{name}"))
+    }
+    pub fn prometheus(name: &str) -> Self {
+        SourceId(format!("prom.{name}"))
     }
 
     /// The prefix of every metric key this source owns, with the trailing dot.
@@ -97,11 +100,13 @@ pub type SourceTx = mpsc::Sender<SourceEvent>;
 /// Channel capacity between sources and the app: enough for bursts, small enough to bound memory.
 pub const CHANNEL_CAPACITY: usize = 1024;
 
+pub mod exposition;
 pub mod host;
 pub mod nats;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod probe;
+pub mod prometheus;
 mod spawn;
 
 pub use spawn::spawn_all;

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceEvent, SourceId, SourceStatus, SourceTx};
 use crate::config::Config;
 
-/// Starts one task per configured source: NATS, PostgreSQL, each PgBouncer, each HTTP probe, and
-/// the host. Every
+/// Starts one task per configured source: NATS, PostgreSQL, each PgBouncer, each HTTP probe,
+/// each Prometheus scrape, and the host. Every
 /// task stops when `cancel` fires (or when the receiving end of `tx` is gone).
 pub fn spawn_all(config: &Config, tx: SourceTx, cancel: CancellationToken) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
@@ -48,6 +48,14 @@ pub fn spawn_all(config: &Config, tx: SourceTx, cancel: CancellationToken) -> Jo
     for probe in &config.probes {
         tasks.spawn(super::probe::run(
             probe.clone(),
+            redactor.clone(),
+            tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    for prometheus in &config.prometheus {
+        tasks.spawn(super::prometheus::run(
+            prometheus.clone(),
             redactor.clone(),
             tx.clone(),
             cancel.clone(),

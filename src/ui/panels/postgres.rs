@@ -3,9 +3,13 @@
 //! size + max overflow, 100% = crit), other application names seen, and operator gauges with
 //! their thresholds; one row per PgBouncer pool seen (`[[pgbouncer]]`: clients active and
 //! waiting, server connections, the longest wait), coloured by the bouncer's thresholds.
+//! Above the server's rows, one row per pool an application reports through a
+//! `[[prometheus]]` source (`prom.<name>.pool.<pool>.*`): what the application sees, waiting
+//! requests included; dimmed with `◌` and its age while that source is down.
 //!
 //! ```text
 //! ✔ up  probe 1.8ms  postgres://app:***@127.0.0.1:5432/tasks
+//! ✖ app pool tasks  30/30 used · 17 waiting
 //! ✔ connections   34/97 ████▍░░░░░  35% ▁▁▂▂▃
 //! waiting 2 · errors 3 │ active 12 · idle 20
 //! ▲ task-tracker  28/30 █████████▍  93% ▅▆▇▇█
@@ -44,6 +48,8 @@ const NOT_STATES: [&str; 3] = ["used", "max", "utilization"];
 
 /// One line of the panel; charts may grow taller.
 enum Line {
+    /// An application's own pool: the `[[prometheus]]` source's name and the pool's key part.
+    AppPool(String, String),
     Connections,
     States,
     Pool(usize),
@@ -130,7 +136,11 @@ pub fn render(frame: &mut Frame, area: Rect, ctx: &PanelCtx<'_>) {
         theme,
     );
 
-    let mut lines = vec![Line::Connections, Line::States];
+    let mut lines: Vec<Line> = app_pools(ctx)
+        .into_iter()
+        .map(|(source, pool)| Line::AppPool(source, pool))
+        .collect();
+    lines.extend([Line::Connections, Line::States]);
     lines.extend((0..config.pools.len()).map(Line::Pool));
     lines.extend(bouncer_pools(ctx).into_iter().map(Line::Bouncer));
     lines.extend((0..config.gauges.len()).map(Line::Gauge));
@@ -202,6 +212,23 @@ fn plan_heights(lines: &[Line], available: u16, max_rows: u16) -> Vec<u16> {
         }
     }
     heights
+}
+
+/// Pools the `[[prometheus]]` sources have reported, by source and pool, in config order.
+fn app_pools(ctx: &PanelCtx<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in &ctx.state.config.prometheus {
+        let prefix = format!("{}pool.", SourceId::prometheus(&p.name).key_prefix());
+        let mut pools: Vec<String> = ctx
+            .state
+            .metrics
+            .keys_with_prefix(&prefix)
+            .filter_map(|key| Some(key.strip_prefix(&prefix)?.rsplit_once('.')?.0.to_string()))
+            .collect();
+        pools.dedup();
+        out.extend(pools.into_iter().map(|pool| (p.name.clone(), pool)));
+    }
+    out
 }
 
 fn pool_key(application_name: &str, field: &str) -> String {
@@ -422,6 +449,105 @@ impl Rows<'_> {
         put_parts(buf, row, &parts);
     }
 
+    /// `✖ app pool tasks  30/30 used · 17 waiting`: full or waiting is critical, 80% a warning.
+    fn app_pool(&self, buf: &mut Buffer, row: Rect, source: &str, pool: &str) {
+        let ctx = self.ctx;
+        let theme = ctx.theme;
+        let id = SourceId::prometheus(source);
+        let stale = ctx.health(id.as_str(), true).is_stale();
+        let key = |field: &str| format!("{}pool.{pool}.{field}", id.key_prefix());
+        let value = |field: &str| ctx.metric(&key(field), stale);
+        let (in_use, max, waiting, idle) = (
+            value("in_use"),
+            value("max"),
+            value("waiting"),
+            value("idle"),
+        );
+        let share = match (in_use, max) {
+            (Some(used), Some(max)) if max > 0.0 => Some(used / max),
+            _ => None,
+        };
+        let level = if waiting.is_some_and(|w| w > 0.0) || share.is_some_and(|s| s >= 1.0) {
+            Level::Crit
+        } else if share.is_some_and(|s| s >= 0.8) {
+            Level::Warn
+        } else {
+            Level::Ok
+        };
+        let (badge, style) = if stale {
+            (stale::marker(theme), theme.stale())
+        } else if in_use.is_none() {
+            (Span::raw(" "), theme.text())
+        } else {
+            (badge::level(level, theme), theme.value(level))
+        };
+        let plain = if stale { theme.stale() } else { theme.text() };
+        let used = format!(
+            "{}/{}",
+            format::or_dash(in_use, format::count),
+            format::or_dash(max, format::count)
+        );
+        // One source: "app pool tasks"; several: "<source> pool tasks".
+        let owner = if ctx.state.config.prometheus.len() == 1 {
+            "app"
+        } else {
+            source
+        };
+        let mut parts = vec![
+            Part::new(vec![badge, Span::raw(" ")]),
+            Part::new(vec![Span::styled(format!("{owner} pool {pool}  "), plain)])
+                .or(vec![Span::styled(format!("pool {pool} "), plain)]),
+            Part::new(vec![
+                Span::styled(used.clone(), style),
+                Span::styled(" used", theme.muted()),
+            ])
+            .or(vec![Span::styled(used, style)]),
+        ];
+        if let Some(waiting) = waiting {
+            let waiting_style = if stale {
+                theme.stale()
+            } else if waiting > 0.0 {
+                theme.level(Level::Crit)
+            } else {
+                plain
+            };
+            parts.push(
+                Part::new(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(waiting), waiting_style),
+                    Span::styled(" waiting", theme.muted()),
+                ])
+                .or(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(waiting), waiting_style),
+                    Span::styled(" wait", theme.muted()),
+                ])
+                .drop(1),
+            );
+        }
+        if let Some(idle) = idle {
+            parts.push(
+                Part::new(vec![
+                    Span::styled(" · ", theme.muted()),
+                    Span::styled(format::count(idle), plain),
+                    Span::styled(" idle", theme.muted()),
+                ])
+                .drop(3),
+            );
+        }
+        if stale {
+            let age = stale::age_ms(ctx.state, &key("in_use"), id.as_str());
+            parts.push(
+                Part::new(vec![Span::styled(
+                    format!("  {}", stale::age_text(age, 8)),
+                    theme.stale(),
+                )])
+                .drop(2),
+            );
+        }
+        put_parts(buf, row, &parts);
+    }
+
     fn draw(&self, buf: &mut Buffer, area: Rect, line: &Line) {
         let Rows {
             ctx,
@@ -436,6 +562,7 @@ impl Rows<'_> {
         let value_style = |key: &str| ctx.value_style(key, stale);
         let plain = if stale { theme.stale() } else { theme.text() };
         match line {
+            Line::AppPool(source, pool) => self.app_pool(buf, first, source, pool),
             Line::Connections => {
                 let key = "pg.connections.utilization";
                 let used = ctx.metric("pg.connections.used", stale);
@@ -823,6 +950,95 @@ maxwait_crit = "5s"
         let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
         let waiting = find_in(buf, area, "17 wait").unwrap();
         assert_eq!(buf[waiting].fg, theme.palette.muted, "stale, not live");
+    }
+
+    /// The drill with the app's own view of its pool through a `[[prometheus]]` source: full,
+    /// 17 requests waiting.
+    fn with_app_pool() -> crate::state::AppState {
+        let mut state = state();
+        let mut config = (*state.config).clone();
+        config.prometheus = vec![crate::config::PrometheusConfig {
+            name: "lab".into(),
+            url: "http://127.0.0.1:8000/metrics".into(),
+            interval: crate::toml_input::Dur::from_secs(1),
+            timeout: crate::toml_input::Dur::from_secs(2),
+            keep: Vec::new(),
+            headers: Default::default(),
+            ca_file: None,
+        }];
+        state.config = std::sync::Arc::new(config);
+        for at in (NOW_MS - 5_000..=NOW_MS).step_by(1_000) {
+            for (field, value) in [
+                ("in_use", 30.0),
+                ("idle", 0.0),
+                ("waiting", 17.0),
+                ("max", 30.0),
+            ] {
+                state
+                    .metrics
+                    .record(at, &format!("prom.lab.pool.tasks.{field}"), value);
+            }
+        }
+        set_source(&mut state, "prom.lab", SourceStatus::Up, 1_000);
+        state
+    }
+
+    #[test]
+    fn the_apps_own_pool_is_a_row_above_the_server_rows() {
+        let mut state = with_app_pool();
+        let text = panel_text(&mut state, Panel::Postgres, 80, 24, false);
+        assert!(
+            flat(&text).contains("✖ pool tasks 30/30 · 17 wait"),
+            "{text}"
+        );
+        insta::assert_snapshot!("postgres_app_pool_80x24", text);
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        assert!(
+            flat(&text).contains("app pool tasks  30/30 used · 17 waiting · 0 idle"),
+            "{text}"
+        );
+        insta::assert_snapshot!("postgres_app_pool_160x48", text);
+        let lines: Vec<&str> = text.lines().collect();
+        let pool = lines
+            .iter()
+            .position(|l| l.contains("app pool tasks"))
+            .unwrap();
+        let connections = lines.iter().position(|l| l.contains("36/97")).unwrap();
+        assert!(pool < connections, "{text}");
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let used = find_in(buf, area, "30/30 used").unwrap();
+        assert_eq!(buf[used].fg, theme.palette.crit, "full is critical");
+        assert_eq!(buf[(area.x + 1, used.y)].symbol(), "✖");
+    }
+
+    #[test]
+    fn the_apps_pool_is_stale_while_its_source_is_down() {
+        let mut state = with_app_pool();
+        state.now_ms = NOW_MS + 9_000;
+        state.metrics.gap(NOW_MS + 1_000, "prom.lab.");
+        set_source(
+            &mut state,
+            "prom.lab",
+            SourceStatus::down("connection refused"),
+            NOW_MS + 1_000,
+        );
+        let text = panel_text(&mut state, Panel::Postgres, 160, 48, false);
+        insta::assert_snapshot!("postgres_app_pool_down_160x48", text);
+        assert!(
+            flat(&text).contains("◌ app pool tasks  30/30 · 17 wait · 0 idle  9s ago"),
+            "{text}"
+        );
+        assert!(text.contains("9s ago"), "{text}");
+        let theme = theme();
+        let terminal = draw(&state, &theme, 160, 48);
+        let buf = terminal.backend().buffer();
+        let area = panel_area(Rect::new(0, 0, 160, 48), Panel::Postgres, false).unwrap();
+        let used = find_in(buf, area, "30/30 · 17").unwrap();
+        assert_eq!(buf[used].fg, theme.palette.muted, "stale, not live");
+        assert_eq!(buf[(area.x + 1, used.y)].symbol(), "◌");
     }
 
     #[test]
