@@ -212,6 +212,7 @@ impl Demo {
             options.default_pool_size = 30;
             options.databases = vec!["tasks".into()];
             options.users = vec![("app".into(), APP_PASSWORD.into())];
+            options.binary = Some(ensure_pgbouncer().await?);
             Some(
                 services::PgBouncer::start(options)
                     .await
@@ -669,25 +670,49 @@ async fn ensure_postgres() -> Result<PathBuf, String> {
     match services::find_postgres_bin_dir() {
         Ok(p) => Ok(p),
         Err(missing) => {
-            let root = nix::unistd::Uid::effective().is_root();
-            let has_apt = Path::new("/usr/bin/apt-get").exists();
-            if !(root && has_apt) {
-                return Err(missing.to_string());
-            }
-            step("PostgreSQL not found: installing it with apt-get (postgresql)");
-            let status = tokio::process::Command::new("sh")
-                .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null"])
-                .status()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!(
-                    "{missing}\n(apt-get install postgresql failed: {status})"
-                ));
-            }
+            apt_install("postgresql", &missing.to_string()).await?;
             services::find_postgres_bin_dir().map_err(|e| e.to_string())
         }
     }
+}
+
+/// Finds pgbouncer, or installs Debian's package like PostgreSQL's.
+async fn ensure_pgbouncer() -> Result<PathBuf, String> {
+    match services::find_pgbouncer() {
+        Ok(p) => Ok(p),
+        Err(missing) => {
+            apt_install("pgbouncer", &missing.to_string()).await?;
+            services::find_pgbouncer().map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `apt-get install <package>` when we are root and have apt; otherwise why it is `missing`.
+async fn apt_install(package: &str, missing: &str) -> Result<(), String> {
+    let root = nix::unistd::Uid::effective().is_root();
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    if !(root && has_apt) {
+        return Err(missing.to_string());
+    }
+    step(&format!(
+        "{package} not found: installing it with apt-get ({package})"
+    ));
+    let status = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package} >/dev/null"
+            ),
+        ])
+        .status()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!(
+            "{missing}\n(apt-get install {package} failed: {status})"
+        ));
+    }
+    Ok(())
 }
 
 /// Stops every process whose command line mentions the demo directory: servers a fault
