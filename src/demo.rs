@@ -467,6 +467,8 @@ name = "lab"
 url = "http://127.0.0.1:{api}/metrics"
 interval = "1s"
 keep = ["lab_db_pool_acquire_seconds_count", "lab_db_pool_acquire_seconds_sum"]
+# Requests waiting for a connection in the app's own pool.
+thresholds = {{ "pool.tasks.waiting" = {{ warn = 1, crit = 10 }} }}
 
 [[proxy]]
 name = "nats"

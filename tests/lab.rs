@@ -939,6 +939,7 @@ async fn the_prometheus_source_reads_the_labs_pool_and_its_waiting_requests() {
         keep: vec!["lab_db_pool_acquire_seconds_count".into()],
         headers: Default::default(),
         ca_file: None,
+        thresholds: Default::default(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(gameday::sources::CHANNEL_CAPACITY);
     let cancel = CancellationToken::new();

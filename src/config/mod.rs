@@ -317,6 +317,17 @@ pub struct PrometheusConfig {
     pub headers: BTreeMap<String, String>,
     /// PEM CA file for an `https` URL with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Warn/crit bounds by key under `prom.<name>.`: `"pool.tasks.waiting" = { warn = 1, crit = 10 }`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, Limits>,
+}
+
+/// Upper bounds of a metric: at or above `warn` is a warning, at or above `crit` critical.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
 }
 
 impl NatsConfig {
@@ -469,7 +480,7 @@ impl Config {
         }
         let warnings = tls_files(&mut raw, doc)?;
         let redactor = Redactor::new(collect_secrets(&raw));
-        Ok(Config {
+        let config = Config {
             file: doc.file().to_path_buf(),
             console: raw.console,
             nats: raw.nats,
@@ -484,7 +495,16 @@ impl Config {
             faults: catalog,
             warnings,
             redactor,
-        })
+        };
+        // A threshold on a key no source produces would never fire: say so, where it is.
+        for (i, p) in config.prometheus.iter().enumerate() {
+            for key in p.thresholds.keys() {
+                if let Err(message) = config.check_metric(&format!("prom.{}.{key}", p.name)) {
+                    return Err(doc.error_at(&format!("prometheus[{i}].thresholds"), message));
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// What the panels read, with every secret masked: what a watcher or a replay of this
@@ -616,6 +636,14 @@ impl Config {
             let t = Threshold::above(secs(b.maxwait_warn), secs(b.maxwait_crit));
             if t.is_set() {
                 out.insert(format!("pgbouncer.{}.maxwait", b.name), t);
+            }
+        }
+        for p in &self.prometheus {
+            for (key, limits) in &p.thresholds {
+                let t = Threshold::above(limits.warn, limits.crit);
+                if t.is_set() {
+                    out.insert(format!("prom.{}.{key}", p.name), t);
+                }
             }
         }
         for w in &self.webhooks {

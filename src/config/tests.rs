@@ -352,3 +352,31 @@ fn prometheus_keys_are_metrics_a_scenario_may_name() {
         assert!(c.check_metric(key).is_err(), "{key} accepted");
     }
 }
+
+#[test]
+fn prometheus_thresholds_bound_its_keys_and_a_key_nobody_produces_is_located() {
+    let text = r#"
+[[prometheus]]
+name = "app"
+url = "http://127.0.0.1:8080/metrics"
+keep = ["hikaricp_connections_pending"]
+thresholds = { "pool.tasks.waiting" = { warn = 1, crit = 10 }, "hikaricp_connections_pending" = { crit = 5 } }
+"#;
+    let c = Config::from_text(Path::new("gameday.toml"), text).unwrap();
+    let t = c.thresholds();
+    assert_eq!(
+        t["prom.app.pool.tasks.waiting"],
+        Threshold::above(Some(1.0), Some(10.0))
+    );
+    assert_eq!(
+        t["prom.app.hikaricp_connections_pending"],
+        Threshold::above(None, Some(5.0))
+    );
+    // Watchers draw the same levels: the thresholds travel in the recorded view.
+    let drawn = Config::from_view(PathBuf::from("gameday.toml"), c.view());
+    assert_eq!(drawn.thresholds(), t);
+    let bad = text.replace("hikaricp_connections_pending\" = ", "jvm_threads\" = ");
+    let err = Config::from_text(Path::new("gameday.toml"), &bad).unwrap_err();
+    assert_eq!(err.line, 6, "{err}");
+    assert!(err.to_string().contains("prom.app.jvm_threads"), "{err}");
+}

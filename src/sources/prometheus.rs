@@ -592,6 +592,7 @@ mod tests {
             ],
             headers: BTreeMap::new(),
             ca_file: None,
+            thresholds: BTreeMap::new(),
         }
     }
 

@@ -965,6 +965,7 @@ maxwait_crit = "5s"
             keep: Vec::new(),
             headers: Default::default(),
             ca_file: None,
+            thresholds: Default::default(),
         }];
         state.config = std::sync::Arc::new(config);
         for at in (NOW_MS - 5_000..=NOW_MS).step_by(1_000) {
