@@ -14,12 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Uid, User, chown, geteuid};
+use nix::unistd::{Gid, Uid, chown};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::time::Instant;
 
-use super::process::{log_tail, signal, spawn_tied, wait_for_exit, wait_for_exit_blocking};
+use super::process::{
+    log_tail, postgres_user_owning, signal, spawn_tied, wait_for_exit, wait_for_exit_blocking,
+};
 use super::{MissingTool, Result, ServiceError};
 
 /// Environment variable naming the `pgbouncer` binary to use.
@@ -132,23 +134,11 @@ impl PgBouncer {
         };
         let dir = &options.dir;
         fs::create_dir_all(dir).map_err(ServiceError::io(format!("create {}", dir.display())))?;
-        let run_as = if geteuid().is_root() {
-            let user = User::from_name("postgres").ok().flatten().ok_or_else(|| {
-                ServiceError::Failed(
-                    "running as root, but there is no `postgres` user to run pgbouncer as \
-                         (it refuses to run as root); `apt-get install postgresql` creates it"
-                        .to_string(),
-                )
-            })?;
-            chown(dir, Some(user.uid), Some(user.gid)).map_err(|errno| {
-                ServiceError::io(format!("give {} to the postgres user", dir.display()))(
-                    errno.into(),
-                )
-            })?;
-            Some((user.uid, user.gid))
-        } else {
-            None
-        };
+        let run_as = postgres_user_owning(dir, || {
+            "running as root, but there is no `postgres` user to run pgbouncer as \
+             (it refuses to run as root); `apt-get install postgresql` creates it"
+                .to_string()
+        })?;
         let mut bouncer = Self {
             port: options.port.unwrap_or(0),
             options,

@@ -12,14 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Uid, User, chown, geteuid};
+use nix::unistd::{Gid, Uid};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::time::Instant;
 
 use super::process::{
-    children_of, is_alive, log_tail, signal, spawn_tied, wait_for_exit, wait_for_exit_blocking,
-    wait_until_gone,
+    children_of, is_alive, log_tail, postgres_user_owning, signal, spawn_tied, wait_for_exit,
+    wait_for_exit_blocking, wait_until_gone,
 };
 use super::{MissingTool, Result, ServiceError};
 
@@ -86,29 +86,18 @@ impl PgCluster {
         };
         let dir = &options.dir;
         fs::create_dir_all(dir).map_err(ServiceError::io(format!("create {}", dir.display())))?;
-        let run_as = if geteuid().is_root() {
-            let user = User::from_name("postgres")
-                .ok()
-                .flatten()
-                .ok_or_else(|| ServiceError::Failed(postgres_user_missing()))?;
-            chown(dir, Some(user.uid), Some(user.gid)).map_err(|errno| {
-                ServiceError::io(format!("give {} to the postgres user", dir.display()))(
-                    errno.into(),
-                )
-            })?;
-            if let Some(blocking) = unsearchable_ancestor(dir, user.uid, user.gid) {
-                return Err(ServiceError::Failed(format!(
-                    "the postgres user cannot reach {}: {} is not searchable by it; \
-                     move the working directory, or `chmod o+x {}` (scripts/test does that)",
-                    dir.display(),
-                    blocking.display(),
-                    blocking.display()
-                )));
-            }
-            Some((user.uid, user.gid))
-        } else {
-            None
-        };
+        let run_as = postgres_user_owning(dir, postgres_user_missing)?;
+        if let Some((uid, gid)) = run_as
+            && let Some(blocking) = unsearchable_ancestor(dir, uid, gid)
+        {
+            return Err(ServiceError::Failed(format!(
+                "the postgres user cannot reach {}: {} is not searchable by it; \
+                 move the working directory, or `chmod o+x {}` (scripts/test does that)",
+                dir.display(),
+                blocking.display(),
+                blocking.display()
+            )));
+        }
         let mut cluster = Self {
             port: options.port.unwrap_or(0),
             options,

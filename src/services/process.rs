@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, getppid};
+use nix::unistd::{Gid, Pid, Uid, User, chown, geteuid, getppid};
 use tokio::time::Instant;
 
 /// How often the wait loops below look at a process again.
@@ -28,6 +28,28 @@ static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
 ///
 /// The fork happens on a spawner thread that lives as long as the process, because the kernel
 /// sends the parent-death signal when the *forking thread* exits (see the module docs).
+/// As root: the `postgres` user, now owning `dir` (PostgreSQL and PgBouncer refuse to run as
+/// root, so they run as it). Not root: `None`, and nothing changes. `missing` is the error when
+/// there is no such user.
+pub(super) fn postgres_user_owning(
+    dir: &Path,
+    missing: impl FnOnce() -> String,
+) -> super::Result<Option<(Uid, Gid)>> {
+    if !geteuid().is_root() {
+        return Ok(None);
+    }
+    let user = User::from_name("postgres")
+        .ok()
+        .flatten()
+        .ok_or_else(|| super::ServiceError::Failed(missing()))?;
+    chown(dir, Some(user.uid), Some(user.gid)).map_err(|errno| {
+        super::ServiceError::io(format!("give {} to the postgres user", dir.display()))(
+            errno.into(),
+        )
+    })?;
+    Ok(Some((user.uid, user.gid)))
+}
+
 pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     let starter = std::process::id();
     // SAFETY: the closure runs between fork and exec; it only makes two syscalls and does not
