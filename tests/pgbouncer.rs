@@ -74,6 +74,7 @@ maxwait_warn = "1s"
 
 [[fault]]
 name = "pause"
+key = 1
 kind = "pgbouncer_pause"
 target = "main"
 database = "tasks"
@@ -92,6 +93,7 @@ database = "tasks"
 
 [[fault]]
 name = "shrink"
+key = 2
 kind = "pgbouncer_pool_size"
 target = "main"
 pool_size = 1
@@ -709,4 +711,56 @@ async fn a_pause_that_cannot_finish_behind_an_open_transaction_fails_and_resumes
         .await
         .unwrap()
         .unwrap();
+}
+
+/// Waits (async, with a deadline) until `condition` holds on the real bouncer.
+async fn until_bouncer(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + WITHIN;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what}: not within {WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_console_s_bouncer_faults_are_reverted_on_the_bouncer_while_another_console_runs()
+{
+    let lab = Lab::start("pgbouncer-kill").await;
+    lab.config();
+    let file = lab.dir.join("gameday.toml").display().to_string();
+    let before = lab.pool_size().await;
+    let mut driver = support::Console::spawn(
+        &lab.dir,
+        &["console", "--config", &file, "--session", "driver"],
+        160,
+        48,
+    );
+    let other = support::Console::spawn(
+        &lab.dir,
+        &["console", "--config", &file, "--session", "other"],
+        160,
+        48,
+    );
+    driver.wait_for("bouncer", Duration::from_secs(30));
+    other.wait_for("bouncer", Duration::from_secs(30));
+    driver.inject("1", "pause");
+    driver.inject("2", "shrink");
+    until_bouncer("paused and shrunk on the bouncer", async || {
+        lab.database().await["paused"] == "1" && lab.pool_size().await == "1"
+    })
+    .await;
+    // The driving console dies (SIGKILL) with the other console still attached: its dead-man
+    // agent resumes the database and restores the pool size, on the bouncer itself.
+    driver.signal(nix::sys::signal::Signal::SIGKILL);
+    driver.wait_exit(Duration::from_secs(5));
+    until_bouncer("resumed and restored on the bouncer", async || {
+        lab.database().await["paused"] == "0" && lab.pool_size().await == before
+    })
+    .await;
+    let mut client = lab.app().await.expect("a client is served again");
+    sqlx::query("select 1").execute(&mut client).await.unwrap();
+    assert!(
+        support::process_args(other.pid()).is_some(),
+        "the other console runs on"
+    );
 }
